@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: Apache-2.0
+// The proxy-wasm ABI 0.2.1 as this plugin uses it: the host functions (declared by
+// @solo-io/proxy-runtime's imports.ts, which compiles unchanged on this AssemblyScript) and the
+// numeric constants of the spec. Only the host layer (assembly/host/) imports this file.
+
+export {
+  proxy_log,
+  proxy_get_property,
+  proxy_set_property,
+  proxy_get_header_map_value,
+  proxy_get_buffer_bytes,
+  proxy_define_metric,
+  proxy_increment_metric,
+  proxy_get_current_time_nanoseconds,
+} from "@solo-io/proxy-runtime/assembly/imports";
+
+// proxy-runtime 0.1.8 predates ABI 0.2.1 and does not declare this one. Envoy registers it only
+// for modules that export proxy_abi_version_0_2_1, which ours does (see exports.ts).
+// @ts-ignore: decorator
+@external("env", "proxy_get_log_level")
+export declare function proxy_get_log_level(level_ptr: usize): u32;
+
+export namespace WasmResult {
+  export const Ok: u32 = 0;
+  export const NotFound: u32 = 1;
+}
+
+export namespace LogLevel {
+  export const Trace: u32 = 0;
+  export const Debug: u32 = 1;
+  export const Info: u32 = 2;
+  export const Warn: u32 = 3;
+  export const Error: u32 = 4;
+  export const Critical: u32 = 5;
+}
+
+export namespace BufferType {
+  export const HttpRequestBody: i32 = 0;
+  export const HttpResponseBody: i32 = 1;
+  export const PluginConfiguration: i32 = 7;
+}
+
+export namespace HeaderMapType {
+  export const RequestHeaders: i32 = 0;
+  export const ResponseHeaders: i32 = 2;
+}
+
+export namespace MetricType {
+  export const Counter: i32 = 0;
+}
+
+/** FilterHeadersStatus and FilterDataStatus share the value 0 for Continue. */
+export const CONTINUE: u32 = 0;

@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: Apache-2.0
+// The only code that calls the host. Every call answers with a value or null/false: a host error
+// (NotFound above all, which Envoy returns for any property it does not know) is a normal answer
+// here, never a trap. The plugin layer uses these functions; pure modules never import them.
+
+import {
+  proxy_log,
+  proxy_get_log_level,
+  proxy_get_property,
+  proxy_set_property,
+  proxy_get_header_map_value,
+  proxy_get_buffer_bytes,
+  proxy_define_metric,
+  proxy_increment_metric,
+  WasmResult,
+  MetricType,
+} from "./abi";
+import { release } from "./memory";
+
+export { LogLevel, BufferType, HeaderMapType, CONTINUE } from "./abi";
+
+// Out-parameters of host calls: a pointer and a size the host writes.
+const OUT_PTR: usize = memory.data(8, 8);
+const OUT_SIZE: usize = memory.data(8, 8);
+
+function takeString(result: u32): string | null {
+  if (result != WasmResult.Ok) return null;
+  const ptr = load<usize>(OUT_PTR);
+  const size = load<usize>(OUT_SIZE);
+  const value = String.UTF8.decodeUnsafe(ptr, size);
+  release(ptr);
+  return value;
+}
+
+/**
+ * A property (path segments separated by NUL, pre-encoded by the caller), as a string, or null
+ * when the host does not have it.
+ */
+export function getProperty(path: ArrayBuffer): string | null {
+  store<usize>(OUT_PTR, 0);
+  store<usize>(OUT_SIZE, 0);
+  return takeString(
+    proxy_get_property(changetype<usize>(path), path.byteLength, OUT_PTR, OUT_SIZE),
+  );
+}
+
+/**
+ * Sets a property of the current stream. Envoy stores it in filter state under "wasm." + path,
+ * byte for byte, so the path is one dotted string (see ../../../shared/envoy-contract.md §1).
+ */
+export function setProperty(path: ArrayBuffer, value: string): bool {
+  const bytes = String.UTF8.encode(value);
+  return (
+    proxy_set_property(
+      changetype<usize>(path),
+      path.byteLength,
+      changetype<usize>(bytes),
+      bytes.byteLength,
+    ) == WasmResult.Ok
+  );
+}
+
+/** A header of the given map, or null. Only readable during that map's headers callback. */
+export function getHeader(map: i32, name: ArrayBuffer): string | null {
+  store<usize>(OUT_PTR, 0);
+  store<usize>(OUT_SIZE, 0);
+  return takeString(
+    proxy_get_header_map_value(map, changetype<usize>(name), name.byteLength, OUT_PTR, OUT_SIZE),
+  );
+}
+
+/** Length of the bytes returned by the last successful `readBuffer`. */
+export let bufferLength: usize = 0;
+
+/**
+ * Copies `length` bytes of a host buffer into plugin memory and returns their address (0 when
+ * there are none). The caller reads them in place and must `release` the address.
+ */
+export function readBuffer(type: i32, length: usize): usize {
+  bufferLength = 0;
+  if (length == 0) return 0;
+  store<usize>(OUT_PTR, 0);
+  store<usize>(OUT_SIZE, 0);
+  if (proxy_get_buffer_bytes(type, 0, <u32>length, OUT_PTR, OUT_SIZE) != WasmResult.Ok) return 0;
+  bufferLength = load<usize>(OUT_SIZE);
+  return load<usize>(OUT_PTR);
+}
+
+export { release };
+
+/** Defines a counter; returns its id, or -1 when the host refuses. */
+export function defineCounter(name: string): i64 {
+  const bytes = String.UTF8.encode(name);
+  store<u32>(OUT_PTR, 0);
+  const result = proxy_define_metric(
+    MetricType.Counter,
+    changetype<usize>(bytes),
+    bytes.byteLength,
+    OUT_PTR,
+  );
+  return result == WasmResult.Ok ? <i64>load<u32>(OUT_PTR) : -1;
+}
+
+/** Adds delta to a counter. Envoy refuses a zero delta on counters, so none is sent. */
+export function incrementCounter(id: u32, delta: u64): bool {
+  if (delta == 0) return true;
+  return proxy_increment_metric(id, <i64>delta) == WasmResult.Ok;
+}
+
+/** Whether the proxy would print a message at this level; check before building one. */
+export function logEnabled(level: u32): bool {
+  store<u32>(OUT_PTR, 0);
+  if (proxy_get_log_level(OUT_PTR) != WasmResult.Ok) return true;
+  return level >= load<u32>(OUT_PTR);
+}
+
+export function log(level: u32, message: string): void {
+  const bytes = String.UTF8.encode(message);
+  proxy_log(level, changetype<usize>(bytes), bytes.byteLength);
+}

@@ -1,0 +1,741 @@
+// SPDX-License-Identifier: Apache-2.0
+// An incremental, validating JSON scanner that keeps only the values a Schema names.
+//
+// Bodies reach the plugin in chunks that split anywhere: inside a number, an escape, a multi-byte
+// character. The scanner is a byte-level state machine whose whole state lives in this object, so
+// `feed` can stop at any byte and resume with the next chunk. It never recurses (nesting is a
+// bit stack, capped at MAX_DEPTH), never allocates after construction, and never throws: a syntax
+// error moves it to a terminal error state. It checks the document strictly (RFC 8259, including
+// UTF-8), so a body that JSON.parse would refuse yields nothing.
+//
+// Duplicate keys: the last occurrence wins, as with JSON.parse; an occurrence of the wrong type
+// makes the field invalid rather than leaving an earlier value in place.
+// Pure: no host imports.
+
+import {
+  Schema,
+  KIND_OBJECT,
+  KIND_STRING,
+  KIND_INT,
+  KIND_BOOL,
+  MAX_KEY_BYTES,
+  MAX_STRING_BYTES,
+} from "./schema";
+
+/** Field states. */
+export const ABSENT: u8 = 0;
+export const PRESENT: u8 = 1;
+export const INVALID: u8 = 2;
+
+/** Deepest nesting accepted; deeper documents are treated as unparseable. */
+export const MAX_DEPTH: i32 = 1024;
+/** Schema keys are only looked for in objects this close to the top. */
+const MAX_MATCH_DEPTH: i32 = 8;
+/** Largest integer kept: Number.MAX_SAFE_INTEGER, so values agree with any JSON reader. */
+const MAX_SAFE_INT: u64 = 9007199254740991;
+
+// Scanner modes.
+const M_VALUE: u8 = 0; // a value must follow
+const M_ARRAY_FIRST: u8 = 1; // after '[': a value or ']'
+const M_OBJECT_FIRST: u8 = 2; // after '{': a key or '}'
+const M_KEY: u8 = 3; // after ',' in an object: a key
+const M_COLON: u8 = 4;
+const M_AFTER: u8 = 5; // after a value: ',' or a closing bracket, or the end
+const M_STRING: u8 = 6;
+const M_NUMBER: u8 = 7;
+const M_LITERAL: u8 = 8;
+const M_DONE: u8 = 9; // the top-level value is complete: only white space may follow
+const M_ERROR: u8 = 10;
+
+// Number sub-states (the grammar of RFC 8259 section 6).
+const N_MINUS: u8 = 0;
+const N_ZERO: u8 = 1;
+const N_INT: u8 = 2;
+const N_DOT: u8 = 3;
+const N_FRAC: u8 = 4;
+const N_E: u8 = 5;
+const N_ESIGN: u8 = 6;
+const N_EXP: u8 = 7;
+
+// String escape sub-states.
+const E_NONE: u8 = 0;
+const E_BACKSLASH: u8 = 1;
+const E_HEX: u8 = 2; // reading the 4 hex digits of \uXXXX
+
+// What a string being read is captured into.
+const CAP_NONE: i32 = -1;
+const CAP_KEY: i32 = -2;
+
+// Error codes, for log lines.
+export const ERR_NONE: u8 = 0;
+export const ERR_SYNTAX: u8 = 1;
+export const ERR_DEPTH: u8 = 2;
+export const ERR_TRUNCATED: u8 = 3;
+
+const LITERAL_TRUE = memory.data<u8>([0x74, 0x72, 0x75, 0x65]);
+const LITERAL_FALSE = memory.data<u8>([0x66, 0x61, 0x6c, 0x73, 0x65]);
+const LITERAL_NULL = memory.data<u8>([0x6e, 0x75, 0x6c, 0x6c]);
+
+// @ts-ignore: decorator
+@inline
+function isSpace(c: u32): bool {
+  return c == 0x20 || c == 0x0a || c == 0x0d || c == 0x09;
+}
+
+// @ts-ignore: decorator
+@inline
+function hexValue(c: u32): i32 {
+  if (c - 0x30 < 10) return <i32>(c - 0x30);
+  const l = c | 0x20;
+  if (l - 0x61 < 6) return <i32>(l - 0x61 + 10);
+  return -1;
+}
+
+export class JsonScanner {
+  readonly schema: Schema;
+
+  // Results, indexed by schema node.
+  states: StaticArray<u8>;
+  numbers: StaticArray<u64>;
+  stringLengths: StaticArray<i32>;
+  strings: StaticArray<u8>;
+
+  // Parse state.
+  mode: u8 = M_VALUE;
+  error: u8 = ERR_NONE;
+  depth: i32 = 0;
+  /** Bit d set: the container at depth d is an object. */
+  containers: StaticArray<u64> = new StaticArray<u64>(MAX_DEPTH / 64 + 1);
+  /** Schema node of the object at each depth below MAX_MATCH_DEPTH, or -1. */
+  matchNodes: StaticArray<i32> = new StaticArray<i32>(MAX_MATCH_DEPTH + 1);
+  /** Schema node the next value belongs to, or -1. */
+  pending: i32 = -1;
+
+  // String state.
+  keyString: bool = false;
+  capture: i32 = CAP_NONE;
+  captureLength: i32 = 0;
+  captureBad: bool = false;
+  escape: u8 = E_NONE;
+  hexCount: i32 = 0;
+  hexUnit: u32 = 0;
+  highSurrogate: u32 = 0;
+  utf8Remaining: i32 = 0;
+  utf8Low: u32 = 0x80;
+  utf8High: u32 = 0xbf;
+  key: StaticArray<u8> = new StaticArray<u8>(MAX_KEY_BYTES);
+
+  // Number state.
+  numberState: u8 = N_MINUS;
+  numberNode: i32 = -1;
+  numberValue: u64 = 0;
+  numberBad: bool = false;
+
+  // Literal state.
+  literal: usize = 0;
+  literalLength: i32 = 0;
+  literalIndex: i32 = 0;
+  literalNode: i32 = -1;
+
+  constructor(schema: Schema) {
+    this.schema = schema;
+    const n = schema.size;
+    this.states = new StaticArray<u8>(n);
+    this.numbers = new StaticArray<u64>(n);
+    this.stringLengths = new StaticArray<i32>(n);
+    this.strings = new StaticArray<u8>(schema.stringBytes);
+    this.reset();
+  }
+
+  /** Prepares for a new document; keeps the allocated storage. */
+  reset(): void {
+    this.mode = M_VALUE;
+    this.error = ERR_NONE;
+    this.depth = 0;
+    this.pending = 0; // the top-level value, matched against the schema root
+    this.capture = CAP_NONE;
+    this.escape = E_NONE;
+    this.highSurrogate = 0;
+    this.utf8Remaining = 0;
+    const n = this.states.length;
+    for (let i = 0; i < n; i++) {
+      unchecked((this.states[i] = ABSENT));
+      unchecked((this.stringLengths[i] = 0));
+    }
+  }
+
+  get failed(): bool {
+    return this.mode == M_ERROR;
+  }
+
+  /**
+   * Ends the document. True when it was one complete, valid JSON value with nothing but white
+   * space after it; only then are the results meaningful.
+   */
+  finish(): bool {
+    if (this.mode == M_NUMBER && this.depth == 0) {
+      const s = this.numberState;
+      if (s == N_ZERO || s == N_INT || s == N_FRAC || s == N_EXP) this.endNumber();
+    }
+    if (this.mode == M_DONE) return true;
+    if (this.mode != M_ERROR) {
+      this.mode = M_ERROR;
+      this.error = ERR_TRUNCATED;
+    }
+    return false;
+  }
+
+  /** True when the whole document was valid and the field is present with the right type. */
+  has(node: i32): bool {
+    return unchecked(this.states[node]) == PRESENT;
+  }
+
+  state(node: i32): u8 {
+    return unchecked(this.states[node]);
+  }
+
+  number(node: i32): u64 {
+    return unchecked(this.numbers[node]);
+  }
+
+  bool(node: i32): bool {
+    return unchecked(this.numbers[node]) != 0;
+  }
+
+  /** Pointer to a string field's UTF-8 bytes (valid until the next reset). */
+  stringPtr(node: i32): usize {
+    return changetype<usize>(this.strings) + <usize>unchecked(this.schema.stringOffsets[node]);
+  }
+
+  stringLength(node: i32): i32 {
+    return unchecked(this.stringLengths[node]);
+  }
+
+  /** Decodes a string field into a new AssemblyScript string. */
+  string(node: i32): string {
+    return String.UTF8.decodeUnsafe(this.stringPtr(node), <usize>this.stringLength(node));
+  }
+
+  /** Scans `len` bytes at `ptr`. Can be called any number of times between reset and finish. */
+  feed(ptr: usize, len: usize): void {
+    const end = ptr + len;
+    let p = ptr;
+    while (p < end) {
+      const mode = this.mode;
+      if (mode == M_STRING) {
+        p = this.scanString(p, end);
+        continue;
+      }
+      if (mode == M_ERROR) return;
+      const c = <u32>load<u8>(p);
+      switch (mode) {
+        case M_VALUE:
+        case M_ARRAY_FIRST: {
+          if (isSpace(c)) break;
+          if (c == 0x5d && mode == M_ARRAY_FIRST) {
+            this.close(false);
+            break;
+          }
+          this.startValue(c);
+          break;
+        }
+        case M_OBJECT_FIRST:
+        case M_KEY: {
+          if (isSpace(c)) break;
+          if (c == 0x22) {
+            const d = this.depth;
+            const matching = d < MAX_MATCH_DEPTH && unchecked(this.matchNodes[d]) >= 0;
+            this.startString(true, matching ? CAP_KEY : CAP_NONE);
+          } else if (c == 0x7d && mode == M_OBJECT_FIRST) {
+            this.close(true);
+          } else {
+            this.fail(ERR_SYNTAX);
+          }
+          break;
+        }
+        case M_COLON: {
+          if (isSpace(c)) break;
+          if (c == 0x3a) this.mode = M_VALUE;
+          else this.fail(ERR_SYNTAX);
+          break;
+        }
+        case M_AFTER: {
+          if (isSpace(c)) break;
+          const inObject = this.isObject(this.depth);
+          if (c == 0x2c) {
+            if (inObject) {
+              this.mode = M_KEY;
+            } else {
+              this.mode = M_VALUE;
+              this.pending = -1;
+            }
+          } else if (c == 0x7d && inObject) {
+            this.close(true);
+          } else if (c == 0x5d && !inObject) {
+            this.close(false);
+          } else {
+            this.fail(ERR_SYNTAX);
+          }
+          break;
+        }
+        case M_NUMBER: {
+          if (!this.numberByte(c)) continue; // the byte ends the number: look at it again
+          break;
+        }
+        case M_LITERAL: {
+          if (c != <u32>load<u8>(this.literal + <usize>this.literalIndex)) {
+            this.fail(ERR_SYNTAX);
+            break;
+          }
+          if (++this.literalIndex == this.literalLength) this.endLiteral();
+          break;
+        }
+        case M_DONE: {
+          if (!isSpace(c)) this.fail(ERR_SYNTAX);
+          break;
+        }
+      }
+      p++;
+    }
+  }
+
+  // ---- values -------------------------------------------------------------------------------
+
+  private startValue(c: u32): void {
+    const node = this.pending;
+    const kind = node >= 0 ? unchecked(this.schema.kinds[node]) : KIND_OBJECT;
+    if (c == 0x7b) {
+      // '{'
+      let child = -1;
+      if (node >= 0) {
+        if (kind == KIND_OBJECT) {
+          child = node;
+          if (node > 0) unchecked((this.states[node] = PRESENT));
+        } else {
+          unchecked((this.states[node] = INVALID));
+        }
+      }
+      this.open(true, child);
+    } else if (c == 0x5b) {
+      // '['
+      if (node > 0) unchecked((this.states[node] = INVALID));
+      this.open(false, -1);
+    } else if (c == 0x22) {
+      // '"'
+      let capture = CAP_NONE;
+      if (node > 0) {
+        if (kind == KIND_STRING) capture = node;
+        else unchecked((this.states[node] = INVALID));
+      }
+      this.startString(false, capture);
+    } else if (c == 0x2d || c - 0x30 < 10) {
+      let capture = -1;
+      if (node > 0) {
+        if (kind == KIND_INT) capture = node;
+        else unchecked((this.states[node] = INVALID));
+      }
+      this.mode = M_NUMBER;
+      this.numberNode = capture;
+      this.numberValue = 0;
+      this.numberBad = false;
+      if (c == 0x2d) {
+        this.numberState = N_MINUS;
+        this.numberBad = true; // a token count is never negative
+      } else if (c == 0x30) {
+        this.numberState = N_ZERO;
+      } else {
+        this.numberState = N_INT;
+        this.numberValue = <u64>(c - 0x30);
+      }
+    } else if (c == 0x74 || c == 0x66 || c == 0x6e) {
+      // true, false, null
+      let capture = -1;
+      if (node > 0) {
+        if (kind == KIND_BOOL && c != 0x6e) capture = node;
+        else unchecked((this.states[node] = INVALID));
+      }
+      this.mode = M_LITERAL;
+      this.literalNode = capture;
+      this.literalIndex = 1;
+      if (c == 0x74) {
+        this.literal = LITERAL_TRUE;
+        this.literalLength = 4;
+      } else if (c == 0x66) {
+        this.literal = LITERAL_FALSE;
+        this.literalLength = 5;
+      } else {
+        this.literal = LITERAL_NULL;
+        this.literalLength = 4;
+      }
+    } else {
+      this.fail(ERR_SYNTAX);
+    }
+  }
+
+  private endValue(): void {
+    this.mode = this.depth == 0 ? M_DONE : M_AFTER;
+  }
+
+  private open(isObject: bool, matchNode: i32): void {
+    const d = this.depth + 1;
+    if (d > MAX_DEPTH) {
+      this.fail(ERR_DEPTH);
+      return;
+    }
+    this.depth = d;
+    this.pending = -1;
+    const word = d >>> 6;
+    const bit = (<u64>1) << <u64>(d & 63);
+    const w = unchecked(this.containers[word]);
+    unchecked((this.containers[word] = isObject ? w | bit : w & ~bit));
+    if (d < MAX_MATCH_DEPTH) unchecked((this.matchNodes[d] = matchNode));
+    this.mode = isObject ? M_OBJECT_FIRST : M_ARRAY_FIRST;
+  }
+
+  private close(isObject: bool): void {
+    if (this.isObject(this.depth) != isObject) {
+      this.fail(ERR_SYNTAX);
+      return;
+    }
+    this.depth--;
+    this.endValue();
+  }
+
+  // @ts-ignore: decorator
+  @inline
+  private isObject(d: i32): bool {
+    return ((unchecked(this.containers[d >>> 6]) >>> <u64>(d & 63)) & 1) != 0;
+  }
+
+  private fail(code: u8): void {
+    this.mode = M_ERROR;
+    this.error = code;
+  }
+
+  // ---- numbers ------------------------------------------------------------------------------
+
+  /** Consumes c if it continues the number; returns false when c ends it. */
+  private numberByte(c: u32): bool {
+    const digit = c - 0x30 < 10;
+    switch (this.numberState) {
+      case N_MINUS: {
+        if (!digit) break;
+        this.numberState = c == 0x30 ? N_ZERO : N_INT;
+        return true;
+      }
+      case N_ZERO:
+      case N_INT: {
+        if (digit && this.numberState == N_INT) {
+          const v = this.numberValue * 10 + <u64>(c - 0x30);
+          if (v > MAX_SAFE_INT) this.numberBad = true;
+          else this.numberValue = v;
+          return true;
+        }
+        if (c == 0x2e) {
+          this.numberState = N_DOT;
+          this.numberBad = true; // token counts are whole numbers
+          return true;
+        }
+        if (c == 0x65 || c == 0x45) {
+          this.numberState = N_E;
+          this.numberBad = true;
+          return true;
+        }
+        if (digit) break; // a digit after a leading zero
+        this.endNumber();
+        return false;
+      }
+      case N_DOT: {
+        if (!digit) break;
+        this.numberState = N_FRAC;
+        return true;
+      }
+      case N_FRAC: {
+        if (digit) return true;
+        if (c == 0x65 || c == 0x45) {
+          this.numberState = N_E;
+          return true;
+        }
+        this.endNumber();
+        return false;
+      }
+      case N_E: {
+        if (c == 0x2b || c == 0x2d) {
+          this.numberState = N_ESIGN;
+          return true;
+        }
+        if (!digit) break;
+        this.numberState = N_EXP;
+        return true;
+      }
+      case N_ESIGN: {
+        if (!digit) break;
+        this.numberState = N_EXP;
+        return true;
+      }
+      case N_EXP: {
+        if (digit) return true;
+        this.endNumber();
+        return false;
+      }
+    }
+    this.fail(ERR_SYNTAX);
+    return true;
+  }
+
+  private endNumber(): void {
+    const node = this.numberNode;
+    if (node > 0) {
+      if (this.numberBad) {
+        unchecked((this.states[node] = INVALID));
+      } else {
+        unchecked((this.states[node] = PRESENT));
+        unchecked((this.numbers[node] = this.numberValue));
+      }
+    }
+    this.endValue();
+  }
+
+  private endLiteral(): void {
+    const node = this.literalNode;
+    if (node > 0) {
+      unchecked((this.states[node] = PRESENT));
+      unchecked((this.numbers[node] = this.literal == LITERAL_TRUE ? 1 : 0));
+    }
+    this.endValue();
+  }
+
+  // ---- strings ------------------------------------------------------------------------------
+
+  private startString(isKey: bool, capture: i32): void {
+    this.mode = M_STRING;
+    this.keyString = isKey;
+    this.capture = capture;
+    this.captureLength = 0;
+    this.captureBad = false;
+    this.escape = E_NONE;
+    this.highSurrogate = 0;
+    this.utf8Remaining = 0;
+    this.utf8Low = 0x80;
+    this.utf8High = 0xbf;
+  }
+
+  /** Scans string bytes from p; returns the position after what it consumed. */
+  private scanString(p: usize, end: usize): usize {
+    const capturing = this.capture != CAP_NONE;
+    while (p < end) {
+      const c = <u32>load<u8>(p);
+      if (this.utf8Remaining > 0) {
+        if (c < this.utf8Low || c > this.utf8High) {
+          this.fail(ERR_SYNTAX);
+          return end;
+        }
+        this.utf8Low = 0x80;
+        this.utf8High = 0xbf;
+        this.utf8Remaining--;
+        if (capturing) this.append(c);
+        p++;
+        continue;
+      }
+      if (this.escape != E_NONE) {
+        this.escapeByte(c);
+        if (this.mode == M_ERROR) return end;
+        p++;
+        continue;
+      }
+      if (!capturing) {
+        // Fast path: skip plain ASCII that needs no attention.
+        while (p < end) {
+          const b = <u32>load<u8>(p);
+          if (b == 0x22 || b == 0x5c || b < 0x20 || b >= 0x80) break;
+          p++;
+        }
+        if (p == end) return p;
+      }
+      const b = <u32>load<u8>(p);
+      if (this.highSurrogate != 0 && b != 0x5c) this.loneSurrogate();
+      if (b == 0x22) {
+        this.endString();
+        return p + 1;
+      }
+      if (b == 0x5c) {
+        this.escape = E_BACKSLASH;
+      } else if (b < 0x20) {
+        this.fail(ERR_SYNTAX);
+        return end;
+      } else if (b < 0x80) {
+        if (capturing) this.append(b);
+      } else {
+        // A UTF-8 lead byte: how many continuation bytes, and the range of the first one
+        // (which rules out overlong forms, surrogates and code points above U+10FFFF).
+        if (b >= 0xc2 && b <= 0xdf) {
+          this.utf8Remaining = 1;
+        } else if (b >= 0xe0 && b <= 0xef) {
+          this.utf8Remaining = 2;
+          if (b == 0xe0) this.utf8Low = 0xa0;
+          else if (b == 0xed) this.utf8High = 0x9f;
+        } else if (b >= 0xf0 && b <= 0xf4) {
+          this.utf8Remaining = 3;
+          if (b == 0xf0) this.utf8Low = 0x90;
+          else if (b == 0xf4) this.utf8High = 0x8f;
+        } else {
+          this.fail(ERR_SYNTAX);
+          return end;
+        }
+        if (capturing) this.append(b);
+      }
+      p++;
+    }
+    return p;
+  }
+
+  private escapeByte(c: u32): void {
+    if (this.escape == E_HEX) {
+      const h = hexValue(c);
+      if (h < 0) {
+        this.fail(ERR_SYNTAX);
+        return;
+      }
+      this.hexUnit = (this.hexUnit << 4) | <u32>h;
+      if (++this.hexCount == 4) {
+        this.escape = E_NONE;
+        this.codeUnit(this.hexUnit);
+      }
+      return;
+    }
+    // After a backslash.
+    let decoded: u32 = 0;
+    switch (c) {
+      case 0x22:
+      case 0x5c:
+      case 0x2f:
+        decoded = c;
+        break;
+      case 0x62:
+        decoded = 0x08;
+        break;
+      case 0x66:
+        decoded = 0x0c;
+        break;
+      case 0x6e:
+        decoded = 0x0a;
+        break;
+      case 0x72:
+        decoded = 0x0d;
+        break;
+      case 0x74:
+        decoded = 0x09;
+        break;
+      case 0x75:
+        this.escape = E_HEX;
+        this.hexCount = 0;
+        this.hexUnit = 0;
+        return;
+      default:
+        this.fail(ERR_SYNTAX);
+        return;
+    }
+    this.escape = E_NONE;
+    if (this.highSurrogate != 0) this.loneSurrogate();
+    if (this.capture != CAP_NONE) this.append(decoded);
+  }
+
+  /** A UTF-16 code unit from a \u escape. */
+  private codeUnit(u: u32): void {
+    if (u >= 0xdc00 && u <= 0xdfff) {
+      if (this.highSurrogate == 0) {
+        this.loneSurrogate();
+        return;
+      }
+      const cp = 0x10000 + ((this.highSurrogate - 0xd800) << 10) + (u - 0xdc00);
+      this.highSurrogate = 0;
+      this.appendCodePoint(cp);
+      return;
+    }
+    if (this.highSurrogate != 0) this.loneSurrogate();
+    if (u >= 0xd800 && u <= 0xdbff) {
+      this.highSurrogate = u;
+      return;
+    }
+    this.appendCodePoint(u);
+  }
+
+  private loneSurrogate(): void {
+    this.highSurrogate = 0;
+    this.captureBad = true; // valid JSON, but not valid Unicode: never kept
+  }
+
+  private appendCodePoint(cp: u32): void {
+    if (this.capture == CAP_NONE) return;
+    if (cp < 0x80) {
+      this.append(cp);
+    } else if (cp < 0x800) {
+      this.append(0xc0 | (cp >> 6));
+      this.append(0x80 | (cp & 0x3f));
+    } else if (cp < 0x10000) {
+      this.append(0xe0 | (cp >> 12));
+      this.append(0x80 | ((cp >> 6) & 0x3f));
+      this.append(0x80 | (cp & 0x3f));
+    } else {
+      this.append(0xf0 | (cp >> 18));
+      this.append(0x80 | ((cp >> 12) & 0x3f));
+      this.append(0x80 | ((cp >> 6) & 0x3f));
+      this.append(0x80 | (cp & 0x3f));
+    }
+  }
+
+  private append(b: u32): void {
+    const capture = this.capture;
+    const n = this.captureLength;
+    if (capture == CAP_KEY) {
+      if (n < MAX_KEY_BYTES) unchecked((this.key[n] = <u8>b));
+      this.captureLength = n + 1;
+      return;
+    }
+    // A kept string value: control characters never belong in a model name or a label.
+    if (b < 0x20 || b == 0x7f) this.captureBad = true;
+    if (n < MAX_STRING_BYTES) {
+      const offset = unchecked(this.schema.stringOffsets[capture]);
+      unchecked((this.strings[offset + n] = <u8>b));
+    }
+    this.captureLength = n + 1;
+  }
+
+  private endString(): void {
+    if (this.highSurrogate != 0) this.loneSurrogate();
+    const capture = this.capture;
+    this.capture = CAP_NONE;
+    if (this.keyString) {
+      this.mode = M_COLON;
+      let node = -1;
+      const n = this.captureLength;
+      if (capture == CAP_KEY && n <= MAX_KEY_BYTES && !this.captureBad) {
+        const parent = unchecked(this.matchNodes[this.depth]);
+        node = this.schema.find(parent, changetype<usize>(this.key), n);
+      }
+      this.pending = node;
+      if (node > 0) this.forget(node);
+      return;
+    }
+    if (capture >= 0) {
+      const n = this.captureLength;
+      if (this.captureBad || n > MAX_STRING_BYTES) {
+        unchecked((this.states[capture] = INVALID));
+      } else {
+        unchecked((this.states[capture] = PRESENT));
+        unchecked((this.stringLengths[capture] = n));
+      }
+    }
+    this.endValue();
+  }
+
+  /** A new occurrence of a key: forget what an earlier one (and its members) said. */
+  private forget(node: i32): void {
+    unchecked((this.states[node] = ABSENT));
+    if (unchecked(this.schema.kinds[node]) != KIND_OBJECT) return;
+    const n = this.states.length;
+    for (let i = node + 1; i < n; i++) {
+      if (this.schema.isAncestor(node, i)) unchecked((this.states[i] = ABSENT));
+    }
+  }
+}

@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+// Which keys of a JSON document the scanner keeps: a small tree of object keys from the top-level
+// object down, each leaf typed. Pure: no host imports.
+
+export const KIND_OBJECT: u8 = 0;
+export const KIND_STRING: u8 = 1;
+export const KIND_INT: u8 = 2;
+export const KIND_BOOL: u8 = 3;
+
+/** Longest key the scanner compares; a longer key can match nothing in a schema. */
+export const MAX_KEY_BYTES: i32 = 32;
+/** Longest string value kept; a longer one is recorded as invalid, never truncated. */
+export const MAX_STRING_BYTES: i32 = 256;
+
+/**
+ * Node 0 is the top-level object. Every other node is a key below its parent; `add` returns the
+ * node id of a leaf, which is also its slot in a scanner's results.
+ */
+export class Schema {
+  parents: Array<i32> = [-1];
+  kinds: Array<u8> = [KIND_OBJECT];
+  keys: Array<ArrayBuffer> = [new ArrayBuffer(0)];
+  /** Offset of a string leaf's region in a scanner's string storage, -1 for other kinds. */
+  stringOffsets: Array<i32> = [-1];
+  stringBytes: i32 = 0;
+
+  get size(): i32 {
+    return this.parents.length;
+  }
+
+  /** Adds the dotted path (object keys from the top level) with the leaf's kind. */
+  add(path: string, kind: u8): i32 {
+    const parts = path.split(".");
+    let node = 0;
+    for (let i = 0; i < parts.length; i++) {
+      const last = i == parts.length - 1;
+      const key = String.UTF8.encode(parts[i]);
+      assert(key.byteLength <= MAX_KEY_BYTES, "schema key too long");
+      let child = this.find(node, changetype<usize>(key), key.byteLength);
+      if (child < 0) {
+        child = this.parents.length;
+        const childKind = last ? kind : KIND_OBJECT;
+        this.parents.push(node);
+        this.kinds.push(childKind);
+        this.keys.push(key);
+        if (childKind == KIND_STRING) {
+          this.stringOffsets.push(this.stringBytes);
+          this.stringBytes += MAX_STRING_BYTES;
+        } else {
+          this.stringOffsets.push(-1);
+        }
+      }
+      node = child;
+    }
+    return node;
+  }
+
+  /** The child of `parent` named by the bytes at ptr, or -1. */
+  find(parent: i32, ptr: usize, len: i32): i32 {
+    const n = this.parents.length;
+    for (let i = 1; i < n; i++) {
+      if (unchecked(this.parents[i]) != parent) continue;
+      const key = unchecked(this.keys[i]);
+      if (key.byteLength == len && memory.compare(changetype<usize>(key), ptr, len) == 0) {
+        return i;
+      }
+    }
+    return -1;
+  }
+
+  isAncestor(ancestor: i32, node: i32): bool {
+    let p = unchecked(this.parents[node]);
+    while (p >= 0) {
+      if (p == ancestor) return true;
+      p = unchecked(this.parents[p]);
+    }
+    return false;
+  }
+}

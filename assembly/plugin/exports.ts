@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: Apache-2.0
+// The proxy-wasm ABI 0.2.1 callbacks. They route each call to its Root or Stream and always let
+// the stream continue. Unlike the SDK's dispatcher, nothing here traps on an unknown context id,
+// a root id without a factory (Istio's root id is WasmPlugin.pluginName, often empty) or an empty
+// configuration.
+
+import { Root } from "./root";
+import { Stream } from "./stream";
+import { readBuffer, bufferLength, release, BufferType, CONTINUE } from "../host/host";
+
+const roots = new Map<u32, Root>();
+const streams = new Map<u32, Stream>();
+/** Used if a stream names a root context the VM never saw (not expected from Envoy). */
+let fallbackRoot: Root | null = null;
+
+function rootFor(id: u32): Root {
+  if (roots.has(id)) return roots.get(id);
+  let root = fallbackRoot;
+  if (root === null) {
+    root = new Root();
+    fallbackRoot = root;
+  }
+  return root;
+}
+
+export function proxy_abi_version_0_2_1(): void {}
+
+export function proxy_on_context_create(contextId: u32, rootContextId: u32): void {
+  if (rootContextId == 0) roots.set(contextId, new Root());
+  else streams.set(contextId, new Stream(rootFor(rootContextId)));
+}
+
+export function proxy_on_vm_start(rootContextId: u32, configurationSize: u32): u32 {
+  return 1;
+}
+
+export function proxy_on_configure(rootContextId: u32, configurationSize: u32): u32 {
+  const root = rootFor(rootContextId);
+  const ptr = readBuffer(BufferType.PluginConfiguration, configurationSize);
+  const bytes = new Uint8Array(<i32>bufferLength);
+  if (ptr != 0) {
+    memory.copy(bytes.dataStart, ptr, bufferLength);
+    release(ptr);
+  }
+  root.configure(bytes);
+  return 1;
+}
+
+export function proxy_on_request_headers(contextId: u32, headers: u32, endOfStream: u32): u32 {
+  if (streams.has(contextId)) streams.get(contextId).onRequestHeaders(endOfStream != 0);
+  return CONTINUE;
+}
+
+export function proxy_on_request_body(contextId: u32, size: u32, endOfStream: u32): u32 {
+  if (streams.has(contextId)) streams.get(contextId).onRequestBody(size, endOfStream != 0);
+  return CONTINUE;
+}
+
+export function proxy_on_request_trailers(contextId: u32, trailers: u32): u32 {
+  if (streams.has(contextId)) streams.get(contextId).finishRequest();
+  return CONTINUE;
+}
+
+export function proxy_on_response_headers(contextId: u32, headers: u32, endOfStream: u32): u32 {
+  if (streams.has(contextId)) streams.get(contextId).onResponseHeaders(endOfStream != 0);
+  return CONTINUE;
+}
+
+export function proxy_on_response_body(contextId: u32, size: u32, endOfStream: u32): u32 {
+  if (streams.has(contextId)) streams.get(contextId).onResponseBody(size, endOfStream != 0);
+  return CONTINUE;
+}
+
+export function proxy_on_response_trailers(contextId: u32, trailers: u32): u32 {
+  if (streams.has(contextId)) streams.get(contextId).finishResponse();
+  return CONTINUE;
+}
+
+export function proxy_on_log(contextId: u32): void {
+  if (streams.has(contextId)) streams.get(contextId).onLog();
+}
+
+export function proxy_on_done(contextId: u32): u32 {
+  return 1;
+}
+
+export function proxy_on_delete(contextId: u32): void {
+  if (streams.has(contextId)) {
+    streams.get(contextId).dispose();
+    streams.delete(contextId);
+  } else if (roots.has(contextId)) {
+    roots.delete(contextId);
+  }
+}

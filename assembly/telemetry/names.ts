@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: Apache-2.0
+// Names the plugin shows to the outside: filter-state keys, stat names and their tag encoding.
+// Pure: no host imports.
+
+/**
+ * Filter-state paths. Envoy stores a property set at path P under the key "wasm." + P, so these
+ * become `wasm.asm.llmproxy.request_model` etc., read in access logs with
+ * `%FILTER_STATE(wasm.asm.llmproxy.request_model:PLAIN)%`.
+ */
+export const KEY_REQUEST_MODEL = "asm.llmproxy.request_model";
+export const KEY_PROMPT_TOKENS = "asm.llmproxy.request_prompt_tokens";
+export const KEY_COMPLETION_TOKENS = "asm.llmproxy.request_completion_tokens";
+
+export const METRIC_PROMPT_TOKENS = "asm_llm_proxy_prompt_tokens";
+export const METRIC_COMPLETION_TOKENS = "asm_llm_proxy_completion_tokens";
+
+/** Tag names, in the order they appear in a stat name and in the bootstrap stats_tags. */
+export const TAG_SOURCE_WORKLOAD = "llmproxy_source_workload";
+export const TAG_SOURCE_NAMESPACE = "llmproxy_source_workload_namespace";
+export const TAG_DESTINATION_SERVICE = "llmproxy_destination_service";
+export const TAG_MODEL = "llmproxy_model";
+
+export const UNKNOWN = "unknown";
+
+/** Longest tag value kept, in UTF-16 units; longer values are cut. */
+export const MAX_TAG_LENGTH: i32 = 128;
+
+/**
+ * A value made safe to carry in a stat name: `|` and `=` (which delimit the `|key=value` parts the
+ * stats_tags regexes split) and control characters become `_`; the value is cut to
+ * MAX_TAG_LENGTH; an empty value becomes "unknown".
+ */
+export function tagValue(value: string): string {
+  let n = value.length;
+  if (n == 0) return UNKNOWN;
+  if (n > MAX_TAG_LENGTH) {
+    n = MAX_TAG_LENGTH;
+    // Never cut a surrogate pair in half.
+    const last = value.charCodeAt(n - 1);
+    if (last >= 0xd800 && last <= 0xdbff) n--;
+  }
+  let clean = true;
+  for (let i = 0; i < n; i++) {
+    const c = value.charCodeAt(i);
+    if (c == 0x7c || c == 0x3d || c < 0x20 || c == 0x7f) {
+      clean = false;
+      break;
+    }
+  }
+  if (clean) return n == value.length ? value : value.substring(0, n);
+  const out = new Array<string>(n);
+  for (let i = 0; i < n; i++) {
+    const c = value.charCodeAt(i);
+    out[i] = c == 0x7c || c == 0x3d || c < 0x20 || c == 0x7f ? "_" : String.fromCharCode(c);
+  }
+  return out.join("");
+}
+
+/**
+ * The dimensions part of a stat name: `|llmproxy_source_workload=sleep|...|llmproxy_model=m`.
+ * Each value must already have passed through tagValue.
+ */
+export function tagSuffix(workload: string, namespace: string, destination: string, model: string): string {
+  return (
+    "|" + TAG_SOURCE_WORKLOAD + "=" + workload +
+    "|" + TAG_SOURCE_NAMESPACE + "=" + namespace +
+    "|" + TAG_DESTINATION_SERVICE + "=" + destination +
+    "|" + TAG_MODEL + "=" + model
+  );
+}
+
+/**
+ * The service host of an Istio cluster name, `outbound|<port>|<subset>|<host>` (also inbound),
+ * or null for any other cluster (PassthroughCluster, a plain Envoy cluster).
+ */
+export function serviceFromCluster(cluster: string): string | null {
+  if (!cluster.startsWith("outbound|") && !cluster.startsWith("inbound|")) return null;
+  const parts = cluster.split("|");
+  if (parts.length != 4) return null;
+  const host = parts[3];
+  return host.length > 0 ? host : null;
+}
+
+/** The host of an :authority value, without its port: `api.example.com:443` → `api.example.com`. */
+export function hostFromAuthority(authority: string): string {
+  if (authority.startsWith("[")) {
+    // An IPv6 literal: "[::1]:8080".
+    const close = authority.indexOf("]");
+    return close > 0 ? authority.substring(0, close + 1) : authority;
+  }
+  const colon = authority.lastIndexOf(":");
+  return colon >= 0 ? authority.substring(0, colon) : authority;
+}

@@ -1,0 +1,656 @@
+// SPDX-License-Identifier: Apache-2.0
+// A proxy-wasm ABI 0.2.x host in TypeScript that loads the compiled plugin into Node's V8 (the
+// engine Envoy uses by default) and drives it the way Envoy's Wasm HTTP filter does. It follows
+// Envoy's rules where they matter to a filter (../../../shared/envoy-contract.md):
+// - set_property stores filter state under "wasm." + path, byte for byte (§1);
+// - get_property splits the path on NUL; the node is under `xds` (or top-level `node` when
+//   emulating Envoy before 1.33); an unknown top-level name falls back to filter state (§1, §3);
+// - define_metric prefixes "wasmcustom." and hands out a new id on every call (§2);
+// - increment_metric refuses a delta <= 0 on counters (§2);
+// - header maps are readable only during their own headers callback (§9);
+// - a body callback that returns Continue sees only its chunk; StopIterationAndBuffer keeps the
+//   chunk and hands the whole buffered body to the next call, which the host records as "held";
+// - a trap marks the VM failed; later calls are skipped as under FAIL_OPEN, and the trap is kept
+//   for the test to assert on (§7).
+
+import { readFileSync } from "node:fs";
+
+export const WasmResult = {
+  Ok: 0,
+  NotFound: 1,
+  BadArgument: 2,
+  InvalidMemoryAccess: 6,
+  Unimplemented: 12,
+} as const;
+
+export const LogLevel = { trace: 0, debug: 1, info: 2, warn: 3, error: 4, critical: 5 } as const;
+const LEVEL_NAMES = ["trace", "debug", "info", "warn", "error", "critical"];
+
+const BufferType = { HttpRequestBody: 0, HttpResponseBody: 1, PluginConfiguration: 7, VmConfiguration: 6 };
+const HeaderMapType = { RequestHeaders: 0, RequestTrailers: 1, ResponseHeaders: 2, ResponseTrailers: 3 };
+const MetricType = { Counter: 0, Gauge: 1, Histogram: 2 };
+
+/** FilterDataStatus values. */
+export const DataStatus = { Continue: 0, StopIterationAndBuffer: 1, StopIterationAndWatermark: 2, StopIterationNoBuffer: 3 };
+
+export interface HostOptions {
+  /** Plugin configuration as Istio sends it: a JSON string (an object is stringified). */
+  pluginConfig?: string | object;
+  /** Istio node metadata (WORKLOAD_NAME, NAMESPACE, ...). */
+  nodeMetadata?: Record<string, string>;
+  /** "xds" (Envoy >= 1.33) or "legacy" (top-level `node`, `cluster_name`). */
+  attributes?: "xds" | "legacy";
+  /** WasmPlugin.pluginName, which Istio passes as root_id. Empty by default, as in Istio. */
+  rootId?: string;
+  /** The proxy's log level for the wasm component. */
+  logLevel?: number;
+  /** Echo plugin log lines to stderr. */
+  printLogs?: boolean;
+}
+
+export interface StreamOptions {
+  /** The upstream cluster name (xds.cluster_name), e.g. "outbound|80||dashscope.aliyuncs.com". */
+  cluster?: string;
+}
+
+export interface LogLine {
+  level: string;
+  message: string;
+}
+
+export interface Metric {
+  /** The name as Envoy stores it, "wasmcustom." + the plugin's name. */
+  name: string;
+  type: number;
+  value: number;
+  /** Order of first definition, which the Prometheus renderer keeps within a family. */
+  order: number;
+}
+
+type Headers = Array<[string, string]>;
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+export class Trap extends Error {}
+
+export class ProxyWasmHost {
+  readonly logs: LogLine[] = [];
+  readonly traps: Error[] = [];
+  /** Stats by Envoy name. */
+  readonly metrics = new Map<string, Metric>();
+  /** Number of proxy_define_metric calls (Envoy allocates on each). */
+  defineCalls = 0;
+  failed = false;
+
+  private instance!: WebAssembly.Instance;
+  private exports!: Record<string, any>;
+  private readonly metricIds = new Map<number, Metric>();
+  private nextMetricId = 1;
+  private nextContextId = 2;
+  private readonly rootContextId = 1;
+  private current: HttpStream | null = null;
+  private rootConfig: Uint8Array = new Uint8Array(0);
+  private inRoot = false;
+  private clockNs = 1_700_000_000_000_000_000n;
+
+  constructor(
+    readonly module: WebAssembly.Module,
+    readonly options: HostOptions = {},
+  ) {}
+
+  static async load(wasmPath: string, options: HostOptions = {}): Promise<ProxyWasmHost> {
+    const module = await WebAssembly.compile(readFileSync(wasmPath));
+    const host = new ProxyWasmHost(module, options);
+    await host.start();
+    return host;
+  }
+
+  get memory(): WebAssembly.Memory {
+    return this.exports.memory as WebAssembly.Memory;
+  }
+
+  /** Bytes of linear memory (grows only, as wasm memory does). */
+  get memoryBytes(): number {
+    return this.memory.buffer.byteLength;
+  }
+
+  /** Instantiates the module and runs the root context's start and configure calls. */
+  async start(): Promise<void> {
+    const imports = this.imports();
+    this.instance = await WebAssembly.instantiate(this.module, imports);
+    this.exports = this.instance.exports as Record<string, any>;
+    for (const name of ["malloc", "proxy_on_context_create", "memory"]) {
+      if (!(name in this.exports)) throw new Error(`module does not export ${name}`);
+    }
+    if (!("proxy_abi_version_0_2_1" in this.exports) && !("proxy_abi_version_0_2_0" in this.exports)) {
+      throw new Error("Missing or unknown Proxy-Wasm ABI version");
+    }
+    const config = this.options.pluginConfig;
+    this.rootConfig = enc.encode(config === undefined ? "" : typeof config === "string" ? config : JSON.stringify(config));
+    this.inRoot = true;
+    try {
+      this.call("proxy_on_context_create", this.rootContextId, 0);
+      this.call("proxy_on_vm_start", this.rootContextId, 0);
+      const ok = this.call("proxy_on_configure", this.rootContextId, this.rootConfig.length);
+      if (ok === 0) throw new Error("proxy_on_configure returned false: Envoy rejects the plugin");
+    } finally {
+      this.inRoot = false;
+    }
+  }
+
+  /** Opens a new HTTP stream (proxy_on_context_create with the root as parent). */
+  stream(options: StreamOptions = {}): HttpStream {
+    const s = new HttpStream(this, this.nextContextId++, options);
+    this.call("proxy_on_context_create", s.id, this.rootContextId);
+    return s;
+  }
+
+  /** Current value of a counter by the name the plugin gave it. */
+  counter(name: string): number | undefined {
+    return this.metrics.get("wasmcustom." + name)?.value;
+  }
+
+  /** Calls an export; a trap fails the VM (later calls are skipped, as under FAIL_OPEN). */
+  call(name: string, ...args: number[]): number | undefined {
+    if (this.failed) return undefined;
+    const fn = this.exports[name];
+    if (typeof fn !== "function") return undefined; // Envoy skips callbacks a module lacks
+    try {
+      return fn(...args) as number;
+    } catch (e) {
+      this.failed = true;
+      this.traps.push(e as Error);
+      return undefined;
+    }
+  }
+
+  withStream<T>(s: HttpStream, f: () => T): T {
+    const previous = this.current;
+    this.current = s;
+    try {
+      return f();
+    } finally {
+      this.current = previous;
+    }
+  }
+
+  // ---- memory helpers ---------------------------------------------------------------------
+
+  private bytes(): Uint8Array {
+    return new Uint8Array(this.memory.buffer);
+  }
+
+  private view(): DataView {
+    return new DataView(this.memory.buffer);
+  }
+
+  private read(ptr: number, len: number): Uint8Array {
+    if (ptr + len > this.memory.buffer.byteLength) throw new Trap("out of bounds read");
+    return this.bytes().slice(ptr, ptr + len);
+  }
+
+  private readString(ptr: number, len: number): string {
+    return dec.decode(this.read(ptr, len));
+  }
+
+  /** Allocates in the guest with its malloc and copies data there; writes ptr/size out-params. */
+  private give(data: Uint8Array, ptrOut: number, sizeOut: number): number {
+    if (data.length === 0) {
+      this.view().setUint32(ptrOut, 0, true);
+      this.view().setUint32(sizeOut, 0, true);
+      return WasmResult.Ok;
+    }
+    const ptr = this.exports.malloc(data.length) as number;
+    if (!ptr) return WasmResult.InvalidMemoryAccess;
+    this.bytes().set(data, ptr); // re-read the buffer: malloc may have grown memory
+    this.view().setUint32(ptrOut, ptr, true);
+    this.view().setUint32(sizeOut, data.length, true);
+    return WasmResult.Ok;
+  }
+
+  // ---- imports ----------------------------------------------------------------------------
+
+  private imports(): WebAssembly.Imports {
+    const h = this;
+    const env: Record<string, (...a: any[]) => any> = {
+      proxy_log(level: number, ptr: number, len: number) {
+        const line = { level: LEVEL_NAMES[level] ?? String(level), message: h.readString(ptr, len) };
+        h.logs.push(line);
+        if (h.options.printLogs) process.stderr.write(`[wasm ${line.level}] ${line.message}\n`);
+        return WasmResult.Ok;
+      },
+      proxy_get_log_level(out: number) {
+        h.view().setUint32(out, h.options.logLevel ?? LogLevel.info, true);
+        return WasmResult.Ok;
+      },
+      proxy_get_current_time_nanoseconds(out: number) {
+        h.view().setBigUint64(out, h.clockNs, true);
+        return WasmResult.Ok;
+      },
+      proxy_get_property(pathPtr: number, pathLen: number, outPtr: number, outSize: number) {
+        const value = h.property(h.readString(pathPtr, pathLen).split("\0"));
+        if (value === undefined) return WasmResult.NotFound;
+        return h.give(value, outPtr, outSize);
+      },
+      proxy_set_property(pathPtr: number, pathLen: number, valuePtr: number, valueLen: number) {
+        const s = h.current;
+        if (s === null || h.inRoot) return WasmResult.NotFound;
+        // Envoy: key = "wasm." + path, the path taken byte for byte (no NUL splitting).
+        const key = "wasm." + h.readString(pathPtr, pathLen);
+        s.filterState.set(key, h.read(valuePtr, valueLen));
+        s.propertySets++;
+        return WasmResult.Ok;
+      },
+      proxy_get_header_map_value(type: number, keyPtr: number, keyLen: number, outPtr: number, outSize: number) {
+        const map = h.current?.readableHeaders(type);
+        if (!map) return WasmResult.NotFound;
+        const key = h.readString(keyPtr, keyLen).toLowerCase();
+        const found = map.find(([k]) => k === key);
+        if (!found) return WasmResult.NotFound;
+        return h.give(enc.encode(found[1]), outPtr, outSize);
+      },
+      proxy_get_header_map_pairs(type: number, outPtr: number, outSize: number) {
+        const map = h.current?.readableHeaders(type);
+        if (!map) return WasmResult.NotFound;
+        return h.give(serializePairs(map), outPtr, outSize);
+      },
+      proxy_get_header_map_size(type: number, out: number) {
+        const map = h.current?.readableHeaders(type);
+        if (!map) return WasmResult.NotFound;
+        h.view().setUint32(out, serializePairs(map).length, true);
+        return WasmResult.Ok;
+      },
+      proxy_replace_header_map_value(type: number, kp: number, kl: number, vp: number, vl: number) {
+        const map = h.current?.readableHeaders(type);
+        if (!map) return WasmResult.NotFound;
+        const key = h.readString(kp, kl).toLowerCase();
+        const value = h.readString(vp, vl);
+        const i = map.findIndex(([k]) => k === key);
+        if (i >= 0) map[i] = [key, value];
+        else map.push([key, value]);
+        h.current!.headerChanges++;
+        return WasmResult.Ok;
+      },
+      proxy_add_header_map_value(type: number, kp: number, kl: number, vp: number, vl: number) {
+        const map = h.current?.readableHeaders(type);
+        if (!map) return WasmResult.NotFound;
+        map.push([h.readString(kp, kl).toLowerCase(), h.readString(vp, vl)]);
+        h.current!.headerChanges++;
+        return WasmResult.Ok;
+      },
+      proxy_remove_header_map_value(type: number, kp: number, kl: number) {
+        const map = h.current?.readableHeaders(type);
+        if (!map) return WasmResult.NotFound;
+        const key = h.readString(kp, kl).toLowerCase();
+        for (let i = map.length - 1; i >= 0; i--) if (map[i][0] === key) map.splice(i, 1);
+        h.current!.headerChanges++;
+        return WasmResult.Ok;
+      },
+      proxy_get_buffer_status(type: number, lenOut: number, flagsOut: number) {
+        const buf = h.buffer(type);
+        if (buf === undefined) return WasmResult.NotFound;
+        h.view().setUint32(lenOut, buf.length, true);
+        h.view().setUint32(flagsOut, 0, true);
+        return WasmResult.Ok;
+      },
+      proxy_get_buffer_bytes(type: number, start: number, length: number, outPtr: number, outSize: number) {
+        const buf = h.buffer(type);
+        if (buf === undefined) return WasmResult.NotFound;
+        if (start + length > 0xffffffff) return WasmResult.BadArgument;
+        const from = Math.min(start, buf.length);
+        const to = Math.min(buf.length, from + length);
+        return h.give(buf.subarray(from, to), outPtr, outSize);
+      },
+      proxy_set_buffer_bytes(type: number, start: number, length: number, dataPtr: number, dataLen: number) {
+        const s = h.current;
+        if (s === null) return WasmResult.NotFound;
+        s.bufferChanges++;
+        return s.setBuffer(type, start, length, h.read(dataPtr, dataLen));
+      },
+      proxy_define_metric(type: number, namePtr: number, nameLen: number, idOut: number) {
+        if (type !== MetricType.Counter && type !== MetricType.Gauge && type !== MetricType.Histogram) {
+          return WasmResult.BadArgument;
+        }
+        h.defineCalls++;
+        const name = "wasmcustom." + h.readString(namePtr, nameLen);
+        let metric = h.metrics.get(name);
+        if (!metric) {
+          metric = { name, type, value: 0, order: h.metrics.size };
+          h.metrics.set(name, metric);
+        }
+        const id = h.nextMetricId++; // Envoy hands out a new id on every call
+        h.metricIds.set(id, metric);
+        h.view().setUint32(idOut, id, true);
+        return WasmResult.Ok;
+      },
+      proxy_increment_metric(id: number, delta: bigint) {
+        const metric = h.metricIds.get(id);
+        if (!metric) return WasmResult.NotFound;
+        if (metric.type === MetricType.Histogram) return WasmResult.BadArgument;
+        if (metric.type === MetricType.Counter && delta <= 0n) return WasmResult.BadArgument;
+        metric.value += Number(delta);
+        return WasmResult.Ok;
+      },
+      proxy_record_metric(id: number, value: bigint) {
+        const metric = h.metricIds.get(id);
+        if (!metric) return WasmResult.NotFound;
+        if (metric.type === MetricType.Gauge) metric.value = Number(value);
+        else metric.value += Number(value);
+        return WasmResult.Ok;
+      },
+      proxy_get_metric(id: number, out: number) {
+        const metric = h.metricIds.get(id);
+        if (!metric || metric.type === MetricType.Histogram) return WasmResult.NotFound;
+        h.view().setBigUint64(out, BigInt(metric.value), true);
+        return WasmResult.Ok;
+      },
+      proxy_continue_stream() {
+        return WasmResult.Ok;
+      },
+      proxy_close_stream() {
+        return WasmResult.Ok;
+      },
+      proxy_send_local_response() {
+        if (h.current) h.current.localReplies++;
+        return WasmResult.Ok;
+      },
+      proxy_set_tick_period_milliseconds() {
+        return WasmResult.Ok;
+      },
+      proxy_get_status() {
+        return WasmResult.Unimplemented;
+      },
+      proxy_done() {
+        return WasmResult.Ok;
+      },
+      proxy_set_effective_context() {
+        return WasmResult.Ok;
+      },
+    };
+    const wasi: Record<string, (...a: any[]) => any> = {
+      fd_write(fd: number, iovs: number, iovsLen: number, written: number) {
+        const v = h.view();
+        let total = 0;
+        let text = "";
+        for (let i = 0; i < iovsLen; i++) {
+          const ptr = v.getUint32(iovs + i * 8, true);
+          const len = v.getUint32(iovs + i * 8 + 4, true);
+          text += h.readString(ptr, len);
+          total += len;
+        }
+        h.logs.push({ level: fd === 2 ? "error" : "info", message: text });
+        v.setUint32(written, total, true);
+        return 0;
+      },
+      proc_exit() {
+        // Envoy only logs; the trap comes from the `unreachable` that follows.
+      },
+      clock_time_get(_id: number, _precision: bigint, out: number) {
+        h.view().setBigUint64(out, h.clockNs, true);
+        return 0;
+      },
+      random_get(ptr: number, len: number) {
+        h.bytes().fill(4, ptr, ptr + len);
+        return 0;
+      },
+      environ_sizes_get(count: number, size: number) {
+        h.view().setUint32(count, 0, true);
+        h.view().setUint32(size, 0, true);
+        return 0;
+      },
+      environ_get() {
+        return 0;
+      },
+      args_sizes_get(count: number, size: number) {
+        h.view().setUint32(count, 0, true);
+        h.view().setUint32(size, 0, true);
+        return 0;
+      },
+      args_get() {
+        return 0;
+      },
+    };
+    return { env, wasi_snapshot_preview1: wasi, wasi_unstable: wasi };
+  }
+
+  /** Advances the host clock. */
+  advanceMs(ms: number): void {
+    this.clockNs += BigInt(Math.round(ms * 1e6));
+  }
+
+  private buffer(type: number): Uint8Array | undefined {
+    if (type === BufferType.PluginConfiguration) return this.rootConfig;
+    if (type === BufferType.VmConfiguration) return new Uint8Array(0);
+    return this.current?.bodyBuffer(type);
+  }
+
+  /** Envoy's attribute lookup, as far as this plugin can reach it. */
+  private property(path: string[]): Uint8Array | undefined {
+    const legacy = this.options.attributes === "legacy";
+    const meta = this.options.nodeMetadata ?? {};
+    const s = this.current;
+    const top = path[0];
+    if (!legacy && top === "xds") {
+      if (path[1] === "node" && path[2] === "metadata" && path.length === 4) return str(meta[path[3]]);
+      if (path[1] === "cluster_name" && path.length === 2 && s && !this.inRoot) return str(s.options.cluster);
+      return undefined;
+    }
+    if (legacy && top === "node") {
+      if (path[1] === "metadata" && path.length === 3) return str(meta[path[2]]);
+      return undefined;
+    }
+    if (legacy && top === "cluster_name" && path.length === 1 && s && !this.inRoot) return str(s.options.cluster);
+    if (top === "plugin_root_id" && path.length === 1) return enc.encode(this.options.rootId ?? "");
+    if (top === "plugin_name" && path.length === 1) return enc.encode("asm-llm-proxy");
+    // An unknown top-level name falls back to the stream's filter state "wasm.<name>".
+    if (path.length === 1 && s && !this.inRoot) return s.filterState.get("wasm." + top);
+    return undefined;
+  }
+}
+
+function str(v: string | undefined): Uint8Array | undefined {
+  return v === undefined ? undefined : enc.encode(v);
+}
+
+/** proxy-wasm header map serialization: count, then (key len, value len) pairs, then NUL-ended strings. */
+function serializePairs(pairs: Headers): Uint8Array {
+  const parts = pairs.map(([k, v]) => [enc.encode(k), enc.encode(v)] as const);
+  let size = 4 + parts.length * 8;
+  for (const [k, v] of parts) size += k.length + 1 + v.length + 1;
+  const out = new Uint8Array(size);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, parts.length, true);
+  let p = 4;
+  for (const [k, v] of parts) {
+    dv.setUint32(p, k.length, true);
+    dv.setUint32(p + 4, v.length, true);
+    p += 8;
+  }
+  for (const [k, v] of parts) {
+    out.set(k, p);
+    p += k.length + 1;
+    out.set(v, p);
+    p += v.length + 1;
+  }
+  return out;
+}
+
+type Phase = "none" | "requestHeaders" | "requestBody" | "responseHeaders" | "responseBody" | "log";
+
+/** One HTTP stream driven through the plugin, with what reached each side. */
+export class HttpStream {
+  readonly filterState = new Map<string, Uint8Array>();
+  requestHeaders: Headers = [];
+  responseHeaders: Headers = [];
+  /** Bytes the filter let through, in order, per direction. */
+  readonly forwardedRequest: Uint8Array[] = [];
+  readonly forwardedResponse: Uint8Array[] = [];
+  /** Number of body callbacks that did not return Continue. */
+  held = 0;
+  /** Header-callback results other than Continue. */
+  headerStops = 0;
+  propertySets = 0;
+  bufferChanges = 0;
+  headerChanges = 0;
+  localReplies = 0;
+  ended = false;
+
+  private phase: Phase = "none";
+  private chunk: Uint8Array | null = null;
+  private buffered: Uint8Array[] = [[], []].map(() => new Uint8Array(0));
+
+  constructor(
+    readonly host: ProxyWasmHost,
+    readonly id: number,
+    readonly options: StreamOptions,
+  ) {}
+
+  /** The value of a filter-state key as text, or undefined. */
+  state(key: string): string | undefined {
+    const v = this.filterState.get(key);
+    return v === undefined ? undefined : dec.decode(v);
+  }
+
+  readableHeaders(type: number): Headers | undefined {
+    if (type === HeaderMapType.RequestHeaders && this.phase === "requestHeaders") return this.requestHeaders;
+    if (type === HeaderMapType.ResponseHeaders && this.phase === "responseHeaders") return this.responseHeaders;
+    return undefined;
+  }
+
+  bodyBuffer(type: number): Uint8Array | undefined {
+    if (type === BufferType.HttpRequestBody && this.phase === "requestBody") return this.chunk ?? undefined;
+    if (type === BufferType.HttpResponseBody && this.phase === "responseBody") return this.chunk ?? undefined;
+    return undefined;
+  }
+
+  setBuffer(type: number, start: number, length: number, data: Uint8Array): number {
+    const cur = this.bodyBuffer(type);
+    if (cur === undefined) return WasmResult.NotFound;
+    let next: Uint8Array;
+    if (start === 0) next = concat([data, cur.subarray(Math.min(length, cur.length))]);
+    else if (start >= cur.length) next = concat([cur, data]);
+    else return WasmResult.BadArgument;
+    this.chunk = next;
+    return WasmResult.Ok;
+  }
+
+  private run<T>(phase: Phase, f: () => T): T {
+    this.phase = phase;
+    try {
+      return this.host.withStream(this, f);
+    } finally {
+      this.phase = "none";
+    }
+  }
+
+  sendRequestHeaders(headers: Record<string, string> | Headers, endOfStream = false): void {
+    this.requestHeaders = toPairs(headers);
+    const r = this.run("requestHeaders", () =>
+      this.host.call("proxy_on_request_headers", this.id, this.requestHeaders.length, endOfStream ? 1 : 0),
+    );
+    if (r !== undefined && r !== 0) this.headerStops++;
+  }
+
+  sendRequestBody(data: Uint8Array | string, endOfStream = false): void {
+    this.body(0, typeof data === "string" ? enc.encode(data) : data, endOfStream);
+  }
+
+  sendRequestTrailers(): void {
+    this.run("requestBody", () => this.host.call("proxy_on_request_trailers", this.id, 0));
+  }
+
+  sendResponseHeaders(headers: Record<string, string> | Headers, endOfStream = false): void {
+    this.responseHeaders = toPairs(headers);
+    const r = this.run("responseHeaders", () =>
+      this.host.call("proxy_on_response_headers", this.id, this.responseHeaders.length, endOfStream ? 1 : 0),
+    );
+    if (r !== undefined && r !== 0) this.headerStops++;
+  }
+
+  sendResponseBody(data: Uint8Array | string, endOfStream = false): void {
+    this.body(1, typeof data === "string" ? enc.encode(data) : data, endOfStream);
+  }
+
+  sendResponseTrailers(): void {
+    this.run("responseBody", () => this.host.call("proxy_on_response_trailers", this.id, 0));
+  }
+
+  /** Sends a body in chunks of the given sizes (the rest in one last chunk), the last with end_of_stream. */
+  sendResponseChunks(data: Uint8Array | string, cuts: number[]): void {
+    for (const part of split(typeof data === "string" ? enc.encode(data) : data, cuts)) {
+      this.sendResponseBody(part.bytes, part.last);
+    }
+  }
+
+  sendRequestChunks(data: Uint8Array | string, cuts: number[]): void {
+    for (const part of split(typeof data === "string" ? enc.encode(data) : data, cuts)) {
+      this.sendRequestBody(part.bytes, part.last);
+    }
+  }
+
+  /** Stream completion, in Envoy's order: access-log handlers (on_log), then done and delete. */
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.run("log", () => this.host.call("proxy_on_log", this.id));
+    this.host.withStream(this, () => {
+      this.host.call("proxy_on_done", this.id);
+      this.host.call("proxy_on_delete", this.id);
+    });
+  }
+
+  /** All bytes forwarded in one direction. */
+  forwarded(direction: "request" | "response"): Uint8Array {
+    return concat(direction === "request" ? this.forwardedRequest : this.forwardedResponse);
+  }
+
+  private body(direction: 0 | 1, data: Uint8Array, endOfStream: boolean): void {
+    const pending = concat([this.buffered[direction], data]);
+    this.chunk = pending;
+    const phase = direction === 0 ? "requestBody" : "responseBody";
+    const cb = direction === 0 ? "proxy_on_request_body" : "proxy_on_response_body";
+    const status = this.run(phase, () => this.host.call(cb, this.id, pending.length, endOfStream ? 1 : 0));
+    const out = this.chunk;
+    this.chunk = null;
+    // A failed VM under FAIL_OPEN lets data through; so does Continue.
+    if (status === undefined || status === DataStatus.Continue || endOfStream) {
+      if (status !== undefined && status !== DataStatus.Continue) this.held++;
+      (direction === 0 ? this.forwardedRequest : this.forwardedResponse).push(out);
+      this.buffered[direction] = new Uint8Array(0);
+    } else {
+      this.held++;
+      this.buffered[direction] = status === DataStatus.StopIterationAndBuffer ? out : new Uint8Array(0);
+    }
+  }
+}
+
+function toPairs(headers: Record<string, string> | Headers): Headers {
+  const pairs = Array.isArray(headers) ? headers : Object.entries(headers);
+  return pairs.map(([k, v]) => [k.toLowerCase(), v]);
+}
+
+export function concat(parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** Splits bytes at the given offsets (ascending, deduplicated, within range). */
+export function split(data: Uint8Array, cuts: number[]): Array<{ bytes: Uint8Array; last: boolean }> {
+  const points = [...new Set(cuts.filter((c) => c > 0 && c < data.length))].sort((a, b) => a - b);
+  const out: Array<{ bytes: Uint8Array; last: boolean }> = [];
+  let from = 0;
+  for (const p of points) {
+    out.push({ bytes: data.subarray(from, p), last: false });
+    from = p;
+  }
+  out.push({ bytes: data.subarray(from), last: true });
+  return out;
+}

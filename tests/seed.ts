@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: Apache-2.0
+// The scenario of ../shared/seed/000_63318bf96f258a56.txt ("Observe LLM traffic"): the `sleep`
+// workload in `default` calls dashscope.aliyuncs.com twice with a body that names no model; the
+// mesh routes the second call (user-type: subscriber) to qwen-turbo.
+
+import { fileURLToPath } from "node:url";
+
+export const ROOT = fileURLToPath(new URL("..", import.meta.url));
+export const WASM = ROOT + "build/asm-llm-proxy.wasm";
+export const BOOTSTRAP_CONFIGMAP = ROOT + "deploy/istio/asm-llm-proxy-bootstrap-config.yaml";
+
+export const NODE_METADATA = { WORKLOAD_NAME: "sleep", NAMESPACE: "default" };
+export const CLUSTER = "outbound|80||dashscope.aliyuncs.com";
+export const PATH = "/compatible-mode/v1/chat/completions";
+
+export const REQUEST_BODY = JSON.stringify({
+  messages: [{ role: "user", content: "Please introduce yourself." }],
+});
+
+export interface SeedCall {
+  headers: Record<string, string>;
+  model: string;
+  prompt: number;
+  completion: number;
+}
+
+export const CALLS: SeedCall[] = [
+  {
+    headers: { ":method": "POST", ":path": PATH, ":authority": "dashscope.aliyuncs.com", "content-type": "application/json" },
+    model: "qwen1.5-72b-chat",
+    prompt: 3,
+    completion: 55,
+  },
+  {
+    headers: {
+      ":method": "POST",
+      ":path": PATH,
+      ":authority": "dashscope.aliyuncs.com",
+      "content-type": "application/json",
+      "user-type": "subscriber",
+    },
+    model: "qwen-turbo",
+    prompt: 11,
+    completion: 90,
+  },
+];
+
+/** The seed's three log fields, as configured in its "Configure log fields" step. */
+export const LOG_FIELDS = {
+  authority_for: "%REQ(:AUTHORITY)%",
+  path: "%REQ(:PATH)%",
+  response_code: "%RESPONSE_CODE%",
+  upstream_cluster: "%UPSTREAM_CLUSTER%",
+  request_model: "%FILTER_STATE(wasm.asm.llmproxy.request_model:PLAIN)%",
+  request_prompt_tokens: "%FILTER_STATE(wasm.asm.llmproxy.request_prompt_tokens:PLAIN)%",
+  request_completion_tokens: "%FILTER_STATE(wasm.asm.llmproxy.request_completion_tokens:PLAIN)%",
+};
+
+/**
+ * The seed's `grep llmproxy` of /stats/prometheus, with the token counts of its access-log step
+ * (the seed's own Prometheus sample, 72 and 85 completion tokens, came from other requests).
+ */
+export const PROMETHEUS_LINES = [
+  'asm_llm_proxy_completion_tokens{llmproxy_source_workload="sleep",llmproxy_source_workload_namespace="default",llmproxy_destination_service="dashscope.aliyuncs.com",llmproxy_model="qwen1.5-72b-chat"} 55',
+  'asm_llm_proxy_completion_tokens{llmproxy_source_workload="sleep",llmproxy_source_workload_namespace="default",llmproxy_destination_service="dashscope.aliyuncs.com",llmproxy_model="qwen-turbo"} 90',
+  'asm_llm_proxy_prompt_tokens{llmproxy_source_workload="sleep",llmproxy_source_workload_namespace="default",llmproxy_destination_service="dashscope.aliyuncs.com",llmproxy_model="qwen1.5-72b-chat"} 3',
+  'asm_llm_proxy_prompt_tokens{llmproxy_source_workload="sleep",llmproxy_source_workload_namespace="default",llmproxy_destination_service="dashscope.aliyuncs.com",llmproxy_model="qwen-turbo"} 11',
+];
+
+/** `grep llmproxy` over a /stats/prometheus text. */
+export function grepLlmproxy(text: string): string[] {
+  return text.split("\n").filter((l) => l.includes("llmproxy"));
+}
