@@ -1,0 +1,32 @@
+// SPDX-License-Identifier: Apache-2.0
+// `npm start`: the seed's "Verify access logs" and "Verify token metrics" steps without a mesh.
+// The built plugin runs in the test host, which forwards the seed's two requests to a mock
+// OpenAI-compatible upstream on loopback; then the access-log lines and the `grep llmproxy` of
+// /stats/prometheus are printed as the seed shows them.
+
+import { ProxyWasmHost } from "./host/host.ts";
+import { exchange } from "./host/exchange.ts";
+import { loadStatsTags, renderPrometheus, renderJsonAccessLog } from "./host/telemetry.ts";
+import { startMockUpstream } from "./mock-upstream.ts";
+import { WASM, BOOTSTRAP_CONFIGMAP, NODE_METADATA, CLUSTER, CALLS, REQUEST_BODY, LOG_FIELDS, grepLlmproxy } from "./seed.ts";
+
+const upstream = await startMockUpstream();
+try {
+  const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA, printLogs: true });
+  console.log(`# plugin ${WASM} in the test host; mock upstream on 127.0.0.1:${upstream.port}`);
+  console.log("# sleep (namespace default) sends the seed's two requests (the second with user-type: subscriber)\n");
+  console.log("$ kubectl logs deployments/sleep -c istio-proxy | tail -2");
+  for (const call of CALLS) {
+    const { [":method"]: method, [":path"]: path, [":authority"]: authority, ...headers } = call.headers;
+    const r = await exchange(host, { method, path, authority, headers, body: REQUEST_BODY }, upstream.port, CLUSTER);
+    console.log(renderJsonAccessLog(LOG_FIELDS, { stream: r.stream, responseCode: r.status }));
+  }
+  console.log("\n$ kubectl exec deployments/sleep -c istio-proxy -- curl localhost:15090/stats/prometheus | grep llmproxy");
+  for (const line of grepLlmproxy(renderPrometheus(host, loadStatsTags(BOOTSTRAP_CONFIGMAP)))) console.log(line);
+  if (host.traps.length > 0) {
+    console.error("the plugin trapped:", host.traps);
+    process.exitCode = 1;
+  }
+} finally {
+  await upstream.close();
+}

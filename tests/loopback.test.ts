@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: Apache-2.0
+// The seed scenario over real HTTP on loopback: the test host forwards to the mock upstream and
+// feeds the plugin the response chunks as the socket delivers them.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { ProxyWasmHost } from "./host/host.ts";
+import { exchange } from "./host/exchange.ts";
+import { loadStatsTags, renderPrometheus, renderJsonAccessLog } from "./host/telemetry.ts";
+import { startMockUpstream, completionBody } from "./mock-upstream.ts";
+import { WASM, BOOTSTRAP_CONFIGMAP, NODE_METADATA, CLUSTER, CALLS, REQUEST_BODY, LOG_FIELDS, PROMETHEUS_LINES, grepLlmproxy } from "./seed.ts";
+
+test("seed over loopback HTTP: access-log fields, Prometheus lines, bodies untouched", async () => {
+  const upstream = await startMockUpstream();
+  try {
+    const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA });
+    const logs = [];
+    for (const call of CALLS) {
+      const { [":method"]: method, [":path"]: path, [":authority"]: authority, ...headers } = call.headers;
+      const r = await exchange(host, { method, path, authority, headers, body: REQUEST_BODY }, upstream.port, CLUSTER);
+      assert.equal(r.status, 200);
+      assert.equal(r.body, completionBody(call.model));
+      assert.ok(r.chunks >= 2, "the body arrived in more than one chunk");
+      assert.equal(r.stream.held, 0);
+      logs.push(JSON.parse(renderJsonAccessLog(LOG_FIELDS, { stream: r.stream, responseCode: r.status })));
+    }
+    assert.deepEqual(
+      logs.map((l) => [l.request_model, l.request_prompt_tokens, l.request_completion_tokens]),
+      [
+        ["qwen1.5-72b-chat", "3", "55"],
+        ["qwen-turbo", "11", "90"],
+      ],
+    );
+    assert.deepEqual(grepLlmproxy(renderPrometheus(host, loadStatsTags(BOOTSTRAP_CONFIGMAP))), PROMETHEUS_LINES);
+    assert.deepEqual(host.traps, []);
+  } finally {
+    await upstream.close();
+  }
+});
