@@ -21,6 +21,21 @@ try {
     const r = await exchange(host, { method, path, authority, headers, body: REQUEST_BODY }, upstream.port, CLUSTER);
     console.log(renderJsonAccessLog(LOG_FIELDS, { stream: r.stream, responseCode: r.status }));
   }
+  console.log("\n# and one streamed call (stream: true, stream_options.include_usage: true) to qwen-plus:");
+  const streamed = await exchange(
+    host,
+    {
+      method: "POST",
+      path: CALLS[0].headers[":path"],
+      authority: "dashscope.aliyuncs.com",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "qwen-plus", stream: true, stream_options: { include_usage: true }, messages: [{ role: "user", content: "Please introduce yourself." }] }),
+    },
+    upstream.port,
+    CLUSTER,
+  );
+  console.log(`# (${streamed.chunks} response chunks, each forwarded as it arrived)`);
+  console.log(renderJsonAccessLog(LOG_FIELDS, { stream: streamed.stream, responseCode: streamed.status }));
   console.log("\n$ kubectl exec deployments/sleep -c istio-proxy -- curl localhost:15090/stats/prometheus | grep llmproxy");
   for (const line of grepLlmproxy(renderPrometheus(host, loadStatsTags(BOOTSTRAP_CONFIGMAP)))) console.log(line);
   if (host.traps.length > 0) {

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { ProxyWasmHost } from "./host/host.ts";
 import { exchange } from "./host/exchange.ts";
 import { loadStatsTags, renderPrometheus, renderJsonAccessLog } from "./host/telemetry.ts";
-import { startMockUpstream, completionBody } from "./mock-upstream.ts";
+import { startMockUpstream, completionBody, completionEvents } from "./mock-upstream.ts";
 import { WASM, BOOTSTRAP_CONFIGMAP, NODE_METADATA, CLUSTER, CALLS, REQUEST_BODY, LOG_FIELDS, PROMETHEUS_LINES, grepLlmproxy } from "./seed.ts";
 
 test("seed over loopback HTTP: access-log fields, Prometheus lines, bodies untouched", async () => {
@@ -33,6 +33,23 @@ test("seed over loopback HTTP: access-log fields, Prometheus lines, bodies untou
     );
     assert.deepEqual(grepLlmproxy(renderPrometheus(host, loadStatsTags(BOOTSTRAP_CONFIGMAP))), PROMETHEUS_LINES);
     assert.deepEqual(host.traps, []);
+  } finally {
+    await upstream.close();
+  }
+});
+
+test("a streamed call over loopback HTTP: usage from the last event, every chunk passed on", async () => {
+  const upstream = await startMockUpstream();
+  try {
+    const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA });
+    const body = JSON.stringify({ model: "qwen-turbo", stream: true, stream_options: { include_usage: true }, messages: [] });
+    const r = await exchange(host, { method: "POST", path: CALLS[0].headers[":path"], authority: "dashscope.aliyuncs.com", headers: { "content-type": "application/json" }, body }, upstream.port, CLUSTER);
+    assert.equal(r.body, completionEvents("qwen-turbo", true).join(""));
+    assert.ok(r.chunks > 3, "the events arrived in separate chunks");
+    assert.equal(r.stream.held, 0);
+    assert.equal(r.stream.state("wasm.asm.llmproxy.request_prompt_tokens"), "11");
+    assert.equal(r.stream.state("wasm.asm.llmproxy.request_completion_tokens"), "90");
+    assert.equal(r.stream.state("wasm.asm.llmproxy.request_stream"), "true");
   } finally {
     await upstream.close();
   }

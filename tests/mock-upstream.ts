@@ -41,6 +41,23 @@ export function completionBody(model: string, id = "chatcmpl-0"): string {
   });
 }
 
+/** The events of a streamed chat completion; the last carries usage when the request asked for it. */
+export function completionEvents(model: string, includeUsage: boolean, id = "chatcmpl-0"): string[] {
+  const u = USAGE[model] ?? { prompt: 7, completion: 13 };
+  const chunk = (delta: object, finish: string | null, extra: object = {}) =>
+    JSON.stringify({ id, object: "chat.completion.chunk", created: 1720754403, model, choices: [{ index: 0, delta, finish_reason: finish }], ...extra });
+  const events = [
+    chunk({ role: "assistant", content: "" }, null),
+    ...["I am ", "a large ", "language model."].map((t) => chunk({ content: t }, null)),
+    chunk({}, "stop"),
+  ];
+  if (includeUsage) {
+    events.push(JSON.stringify({ id, object: "chat.completion.chunk", created: 1720754403, model, choices: [], usage: { prompt_tokens: u.prompt, completion_tokens: u.completion, total_tokens: u.prompt + u.completion } }));
+  }
+  events.push("[DONE]");
+  return events.map((e) => `data: ${e}\n\n`);
+}
+
 async function readBody(req: IncomingMessage): Promise<string> {
   const parts: Buffer[] = [];
   for await (const p of req) parts.push(p as Buffer);
@@ -70,6 +87,17 @@ export async function startMockUpstream(): Promise<MockUpstream> {
       return;
     }
     const model = chooseModel(typeof request.model === "string" ? request.model : undefined, req.headers);
+    if (request.stream === true) {
+      res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" });
+      const events = completionEvents(model, request.stream_options?.include_usage === true);
+      const next = (i: number) => {
+        if (i === events.length) return void res.end();
+        res.write(events[i]);
+        setTimeout(() => next(i + 1), 2);
+      };
+      next(0);
+      return;
+    }
     const body = completionBody(model);
     res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
     // Two writes, so the proxy sees the body in more than one chunk.

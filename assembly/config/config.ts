@@ -11,20 +11,42 @@ import { Schema } from "../llm/schema";
 import { JsonScanner } from "../llm/json";
 
 /** Request paths (query string ignored) that end with one of these are LLM calls. */
-export const DEFAULT_PATHS: string[] = ["/chat/completions", "/completions", "/embeddings"];
+export const DEFAULT_PATHS: string[] = [
+  "/chat/completions",
+  "/completions",
+  "/embeddings",
+  "/responses",
+  "/v1/messages",
+];
+
+/** Paths of the OpenAI-style APIs that accept `stream_options.include_usage`. */
+const USAGE_OPTION_PATHS: string[] = ["/chat/completions", "/completions"];
+
+function stripQuery(path: string): string {
+  const q = path.indexOf("?");
+  return q >= 0 ? path.substring(0, q) : path;
+}
+
+function endsWithAny(path: string, suffixes: string[]): bool {
+  for (let i = 0, n = suffixes.length; i < n; i++) {
+    if (path.endsWith(unchecked(suffixes[i]))) return true;
+  }
+  return false;
+}
 
 export class Config {
   paths: string[] = DEFAULT_PATHS;
+  /** Ask OpenAI-style streamed requests for usage when they do not ask themselves. */
+  injectStreamUsage: bool = false;
 
   /** Whether a request path (which may carry a query string) names an LLM API. */
   matchesPath(path: string): bool {
-    const q = path.indexOf("?");
-    const p = q >= 0 ? path.substring(0, q) : path;
-    const paths = this.paths;
-    for (let i = 0, n = paths.length; i < n; i++) {
-      if (p.endsWith(unchecked(paths[i]))) return true;
-    }
-    return false;
+    return endsWithAny(stripQuery(path), this.paths);
+  }
+
+  /** Whether usage may be injected into a request to this path. */
+  acceptsUsageOption(path: string): bool {
+    return this.injectStreamUsage && endsWithAny(stripQuery(path), USAGE_OPTION_PATHS);
   }
 }
 
@@ -69,6 +91,9 @@ export function parseConfig(bytes: Uint8Array): ConfigResult {
     if (key == "paths") {
       const paths = parsePaths(value, result.errors);
       if (paths !== null) result.config.paths = paths;
+    } else if (key == "inject_stream_usage") {
+      if (value !== null && value.isBool) result.config.injectStreamUsage = (value as JSON.Bool).valueOf();
+      else result.errors.push("'inject_stream_usage' must be true or false; using false");
     } else {
       result.errors.push("unknown configuration key '" + key + "' ignored");
     }

@@ -8,6 +8,7 @@ export {
   proxy_get_property,
   proxy_set_property,
   proxy_get_header_map_value,
+  proxy_remove_header_map_value,
   proxy_get_buffer_bytes,
   proxy_define_metric,
   proxy_increment_metric,
@@ -19,6 +20,12 @@ export {
 // @ts-ignore: decorator
 @external("env", "proxy_get_log_level")
 export declare function proxy_get_log_level(level_ptr: usize): u32;
+
+// proxy-runtime 0.1.8 has no proxy_set_buffer_bytes (its `proxy_set_buffer_status` is bound to
+// the import proxy_get_buffer_status by mistake), so it is declared here.
+// @ts-ignore: decorator
+@external("env", "proxy_set_buffer_bytes")
+export declare function proxy_set_buffer_bytes(type: i32, start: u32, length: u32, data_ptr: usize, data_size: usize): u32;
 
 export namespace WasmResult {
   export const Ok: u32 = 0;

@@ -9,7 +9,9 @@ import {
   proxy_get_property,
   proxy_set_property,
   proxy_get_header_map_value,
+  proxy_remove_header_map_value,
   proxy_get_buffer_bytes,
+  proxy_set_buffer_bytes,
   proxy_define_metric,
   proxy_increment_metric,
   WasmResult,
@@ -69,6 +71,11 @@ export function getHeader(map: i32, name: ArrayBuffer): string | null {
   );
 }
 
+/** Removes a header; only possible during that map's headers callback. */
+export function removeHeader(map: i32, name: ArrayBuffer): bool {
+  return proxy_remove_header_map_value(map, changetype<usize>(name), name.byteLength) == WasmResult.Ok;
+}
+
 /** Length of the bytes returned by the last successful `readBuffer`. */
 export let bufferLength: usize = 0;
 
@@ -87,6 +94,11 @@ export function readBuffer(type: i32, length: usize): usize {
 }
 
 export { release };
+
+/** Replaces the first `length` bytes of the current chunk of a body with `size` bytes at `ptr`. */
+export function replaceBuffer(type: i32, length: usize, ptr: usize, size: usize): bool {
+  return proxy_set_buffer_bytes(type, 0, <u32>length, ptr, size) == WasmResult.Ok;
+}
 
 /** Defines a counter; returns its id, or -1 when the host refuses. */
 export function defineCounter(name: string): i64 {

@@ -110,6 +110,11 @@ export class JsonScanner {
   matchNodes: StaticArray<i32> = new StaticArray<i32>(MAX_MATCH_DEPTH + 1);
   /** Schema node the next value belongs to, or -1. */
   pending: i32 = -1;
+  /**
+   * Offset, within the bytes of the `feed` call in which it happened, of the bracket that closed
+   * the top-level object or array; -1 before that.
+   */
+  closedAt: isize = -1;
 
   // String state.
   keyString: bool = false;
@@ -151,6 +156,7 @@ export class JsonScanner {
   reset(): void {
     this.mode = M_VALUE;
     this.error = ERR_NONE;
+    this.closedAt = -1;
     this.depth = 0;
     this.pending = 0; // the top-level value, matched against the schema root
     this.capture = CAP_NONE;
@@ -234,6 +240,7 @@ export class JsonScanner {
           if (isSpace(c)) break;
           if (c == 0x5d && mode == M_ARRAY_FIRST) {
             this.close(false);
+            if (this.mode == M_DONE) this.closedAt = <isize>(p - ptr);
             break;
           }
           this.startValue(c);
@@ -248,6 +255,7 @@ export class JsonScanner {
             this.startString(true, matching ? CAP_KEY : CAP_NONE);
           } else if (c == 0x7d && mode == M_OBJECT_FIRST) {
             this.close(true);
+            if (this.mode == M_DONE) this.closedAt = <isize>(p - ptr);
           } else {
             this.fail(ERR_SYNTAX);
           }
@@ -271,8 +279,10 @@ export class JsonScanner {
             }
           } else if (c == 0x7d && inObject) {
             this.close(true);
+            if (this.mode == M_DONE) this.closedAt = <isize>(p - ptr);
           } else if (c == 0x5d && !inObject) {
             this.close(false);
+            if (this.mode == M_DONE) this.closedAt = <isize>(p - ptr);
           } else {
             this.fail(ERR_SYNTAX);
           }

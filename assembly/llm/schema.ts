@@ -22,6 +22,9 @@ export class Schema {
   keys: Array<ArrayBuffer> = [new ArrayBuffer(0)];
   /** Offset of a string leaf's region in a scanner's string storage, -1 for other kinds. */
   stringOffsets: Array<i32> = [-1];
+  /** Children as linked lists, so a key is compared only with its siblings. */
+  firstChild: Array<i32> = [-1];
+  nextSibling: Array<i32> = [-1];
   stringBytes: i32 = 0;
 
   get size(): i32 {
@@ -43,6 +46,9 @@ export class Schema {
         this.parents.push(node);
         this.kinds.push(childKind);
         this.keys.push(key);
+        this.firstChild.push(-1);
+        this.nextSibling.push(this.firstChild[node]);
+        this.firstChild[node] = child;
         if (childKind == KIND_STRING) {
           this.stringOffsets.push(this.stringBytes);
           this.stringBytes += MAX_STRING_BYTES;
@@ -57,13 +63,13 @@ export class Schema {
 
   /** The child of `parent` named by the bytes at ptr, or -1. */
   find(parent: i32, ptr: usize, len: i32): i32 {
-    const n = this.parents.length;
-    for (let i = 1; i < n; i++) {
-      if (unchecked(this.parents[i]) != parent) continue;
+    let i = unchecked(this.firstChild[parent]);
+    while (i >= 0) {
       const key = unchecked(this.keys[i]);
       if (key.byteLength == len && memory.compare(changetype<usize>(key), ptr, len) == 0) {
         return i;
       }
+      i = unchecked(this.nextSibling[i]);
     }
     return -1;
   }

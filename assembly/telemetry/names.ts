@@ -10,6 +10,11 @@
 export const KEY_REQUEST_MODEL = "asm.llmproxy.request_model";
 export const KEY_PROMPT_TOKENS = "asm.llmproxy.request_prompt_tokens";
 export const KEY_COMPLETION_TOKENS = "asm.llmproxy.request_completion_tokens";
+export const KEY_TOTAL_TOKENS = "asm.llmproxy.request_total_tokens";
+export const KEY_CACHED_TOKENS = "asm.llmproxy.request_cached_tokens";
+export const KEY_REASONING_TOKENS = "asm.llmproxy.request_reasoning_tokens";
+export const KEY_RESPONSE_MODEL = "asm.llmproxy.response_model";
+export const KEY_REQUEST_STREAM = "asm.llmproxy.request_stream";
 
 export const METRIC_PROMPT_TOKENS = "asm_llm_proxy_prompt_tokens";
 export const METRIC_COMPLETION_TOKENS = "asm_llm_proxy_completion_tokens";

@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: Apache-2.0
+// The fields the plugin reads from each LLM API, as scanner schemas, and which of them feed which
+// logical value. One response schema serves every API and every streamed event: its paths never
+// collide, so no provider needs to be detected first. Pure: no host imports.
+//
+// | API                                   | model            | prompt / completion                 | cached                                     | reasoning                                   |
+// |---------------------------------------|------------------|-------------------------------------|--------------------------------------------|---------------------------------------------|
+// | OpenAI chat, completions, embeddings  | model            | usage.prompt_tokens / completion_tokens | usage.prompt_tokens_details.cached_tokens | usage.completion_tokens_details.reasoning_tokens |
+// | (and DashScope, Azure, DeepSeek, vLLM, Ollama, Gemini's OpenAI endpoint) |  |                 | DeepSeek: usage.prompt_cache_hit_tokens    |                                             |
+// | OpenAI Responses (body)               | model            | usage.input_tokens / output_tokens  | usage.input_tokens_details.cached_tokens   | usage.output_tokens_details.reasoning_tokens |
+// | OpenAI Responses (stream events)      | response.model   | response.usage.input_tokens / ...   | response.usage.input_tokens_details...     | response.usage.output_tokens_details...     |
+// | Anthropic Messages (body, message_delta) | model         | usage.input_tokens / output_tokens  | usage.cache_read_input_tokens              | -                                           |
+// | Anthropic Messages (message_start)    | message.model    | message.usage.input_tokens / ...    | message.usage.cache_read_input_tokens      | -                                           |
+
+import { Schema, KIND_OBJECT, KIND_STRING, KIND_INT, KIND_BOOL } from "./schema";
+
+/** Request body: the model, the stream flag and whether the client asked for streamed usage. */
+export const REQUEST_SCHEMA = new Schema();
+export const REQUEST_MODEL = REQUEST_SCHEMA.add("model", KIND_STRING);
+export const REQUEST_STREAM = REQUEST_SCHEMA.add("stream", KIND_BOOL);
+export const REQUEST_STREAM_OPTIONS = REQUEST_SCHEMA.add("stream_options", KIND_OBJECT);
+export const REQUEST_INCLUDE_USAGE = REQUEST_SCHEMA.add("stream_options.include_usage", KIND_BOOL);
+
+/** Logical values read from a response document or event. */
+export const F_MODEL = 0;
+export const F_PROMPT = 1;
+export const F_COMPLETION = 2;
+export const F_TOTAL = 3;
+export const F_CACHED = 4;
+export const F_REASONING = 5;
+export const FIELD_COUNT = 6;
+
+export const RESPONSE_SCHEMA = new Schema();
+
+/** For each logical value, the schema nodes that carry it, in order of preference. */
+export const FIELD_NODES: Array<Array<i32>> = [[], [], [], [], [], []];
+
+function field(f: i32, path: string, kind: u8): void {
+  FIELD_NODES[f].push(RESPONSE_SCHEMA.add(path, kind));
+}
+
+function usageAt(prefix: string): void {
+  // OpenAI-style names.
+  field(F_PROMPT, prefix + "usage.prompt_tokens", KIND_INT);
+  field(F_COMPLETION, prefix + "usage.completion_tokens", KIND_INT);
+  field(F_CACHED, prefix + "usage.prompt_tokens_details.cached_tokens", KIND_INT);
+  field(F_CACHED, prefix + "usage.prompt_cache_hit_tokens", KIND_INT);
+  field(F_REASONING, prefix + "usage.completion_tokens_details.reasoning_tokens", KIND_INT);
+  // Responses API and Anthropic names.
+  field(F_PROMPT, prefix + "usage.input_tokens", KIND_INT);
+  field(F_COMPLETION, prefix + "usage.output_tokens", KIND_INT);
+  field(F_CACHED, prefix + "usage.input_tokens_details.cached_tokens", KIND_INT);
+  field(F_CACHED, prefix + "usage.cache_read_input_tokens", KIND_INT);
+  field(F_REASONING, prefix + "usage.output_tokens_details.reasoning_tokens", KIND_INT);
+  field(F_TOTAL, prefix + "usage.total_tokens", KIND_INT);
+}
+
+field(F_MODEL, "model", KIND_STRING);
+usageAt("");
+field(F_MODEL, "response.model", KIND_STRING);
+usageAt("response.");
+field(F_MODEL, "message.model", KIND_STRING);
+usageAt("message.");

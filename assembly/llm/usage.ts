@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: Apache-2.0
+// What a response said about its model and tokens, gathered from one JSON body or from the
+// events of a stream. Pure: no host imports.
+
+import { JsonScanner } from "./json";
+import { REQUEST_MODEL, FIELD_NODES, F_MODEL, F_PROMPT, F_COMPLETION, F_TOTAL, F_CACHED, F_REASONING } from "./formats";
+
+/** A count the response did not report (or reported with the wrong type). */
+export const NO_COUNT: i64 = -1;
+
+export class Usage {
+  model: string | null = null;
+  prompt: i64 = NO_COUNT;
+  completion: i64 = NO_COUNT;
+  total: i64 = NO_COUNT;
+  cached: i64 = NO_COUNT;
+  reasoning: i64 = NO_COUNT;
+  /** Number of documents or events that carried any count. */
+  reports: i32 = 0;
+
+  reset(): void {
+    this.model = null;
+    this.prompt = NO_COUNT;
+    this.completion = NO_COUNT;
+    this.total = NO_COUNT;
+    this.cached = NO_COUNT;
+    this.reasoning = NO_COUNT;
+    this.reports = 0;
+  }
+
+  get hasTokens(): bool {
+    return this.prompt != NO_COUNT || this.completion != NO_COUNT;
+  }
+
+  /**
+   * Merges one finished, valid document (a body or one event's data). A value an event reports
+   * replaces the earlier one: providers that repeat usage (vLLM's continuous usage, Anthropic's
+   * message_delta) send running totals, so the last report is the total and a sum would count
+   * twice. An empty model (Azure's first chunk) is no model.
+   */
+  add(s: JsonScanner): void {
+    const model = firstString(s, F_MODEL);
+    if (model !== null) this.model = model;
+    let reported = false;
+    const prompt = firstCount(s, F_PROMPT);
+    if (prompt != NO_COUNT) {
+      this.prompt = prompt;
+      reported = true;
+    }
+    const completion = firstCount(s, F_COMPLETION);
+    if (completion != NO_COUNT) {
+      this.completion = completion;
+      reported = true;
+    }
+    const total = firstCount(s, F_TOTAL);
+    if (total != NO_COUNT) this.total = total;
+    const cached = firstCount(s, F_CACHED);
+    if (cached != NO_COUNT) this.cached = cached;
+    const reasoning = firstCount(s, F_REASONING);
+    if (reasoning != NO_COUNT) this.reasoning = reasoning;
+    if (reported) this.reports++;
+  }
+
+  /** The total the provider reported, else prompt + completion when both are known. */
+  get totalTokens(): i64 {
+    if (this.total != NO_COUNT) return this.total;
+    if (this.prompt != NO_COUNT && this.completion != NO_COUNT) return this.prompt + this.completion;
+    return NO_COUNT;
+  }
+}
+
+function firstCount(s: JsonScanner, f: i32): i64 {
+  const nodes = unchecked(FIELD_NODES[f]);
+  for (let i = 0, n = nodes.length; i < n; i++) {
+    const node = unchecked(nodes[i]);
+    if (s.has(node)) return <i64>s.number(node);
+  }
+  return NO_COUNT;
+}
+
+function firstString(s: JsonScanner, f: i32): string | null {
+  const nodes = unchecked(FIELD_NODES[f]);
+  for (let i = 0, n = nodes.length; i < n; i++) {
+    const node = unchecked(nodes[i]);
+    if (s.has(node) && s.stringLength(node) > 0) return s.string(node);
+  }
+  return null;
+}
+
+/** The model a finished, valid request document names, or null. */
+export function requestModel(s: JsonScanner): string | null {
+  return s.has(REQUEST_MODEL) && s.stringLength(REQUEST_MODEL) > 0 ? s.string(REQUEST_MODEL) : null;
+}
