@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // as-pect runs the AssemblyScript unit tests of the pure modules (assembly/llm, telemetry,
 // config). They import no host function, so no proxy-wasm imports are provided here.
 export default {

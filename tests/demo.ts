@@ -8,17 +8,33 @@ import { ProxyWasmHost } from "./host/host.ts";
 import { exchange } from "./host/exchange.ts";
 import { loadStatsTags, renderPrometheus, renderJsonAccessLog } from "./host/telemetry.ts";
 import { startMockUpstream } from "./mock-upstream.ts";
-import { WASM, BOOTSTRAP_CONFIGMAP, NODE_METADATA, CLUSTER, CALLS, REQUEST_BODY, LOG_FIELDS, grepLlmproxy } from "./seed.ts";
+import {
+  WASM,
+  BOOTSTRAP_CONFIGMAP,
+  NODE_METADATA,
+  CLUSTER,
+  CALLS,
+  REQUEST_BODY,
+  LOG_FIELDS,
+  grepLlmproxy,
+} from "./seed.ts";
 
 const upstream = await startMockUpstream();
 try {
   const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA, printLogs: true });
   console.log(`# plugin ${WASM} in the test host; mock upstream on 127.0.0.1:${upstream.port}`);
-  console.log("# sleep (namespace default) sends the seed's two requests (the second with user-type: subscriber)\n");
+  console.log(
+    "# sleep (namespace default) sends the seed's two requests (the second with user-type: subscriber)\n",
+  );
   console.log("$ kubectl logs deployments/sleep -c istio-proxy | tail -2");
   for (const call of CALLS) {
     const { [":method"]: method, [":path"]: path, [":authority"]: authority, ...headers } = call.headers;
-    const r = await exchange(host, { method, path, authority, headers, body: REQUEST_BODY }, upstream.port, CLUSTER);
+    const r = await exchange(
+      host,
+      { method, path, authority, headers, body: REQUEST_BODY },
+      upstream.port,
+      CLUSTER,
+    );
     console.log(renderJsonAccessLog(LOG_FIELDS, { stream: r.stream, responseCode: r.status }));
   }
   console.log("\n# and one streamed call (stream: true, stream_options.include_usage: true) to qwen-plus:");
@@ -29,15 +45,23 @@ try {
       path: CALLS[0].headers[":path"],
       authority: "dashscope.aliyuncs.com",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: "qwen-plus", stream: true, stream_options: { include_usage: true }, messages: [{ role: "user", content: "Please introduce yourself." }] }),
+      body: JSON.stringify({
+        model: "qwen-plus",
+        stream: true,
+        stream_options: { include_usage: true },
+        messages: [{ role: "user", content: "Please introduce yourself." }],
+      }),
     },
     upstream.port,
     CLUSTER,
   );
   console.log(`# (${streamed.chunks} response chunks, each forwarded as it arrived)`);
   console.log(renderJsonAccessLog(LOG_FIELDS, { stream: streamed.stream, responseCode: streamed.status }));
-  console.log("\n$ kubectl exec deployments/sleep -c istio-proxy -- curl localhost:15090/stats/prometheus | grep llmproxy");
-  for (const line of grepLlmproxy(renderPrometheus(host, loadStatsTags(BOOTSTRAP_CONFIGMAP)))) console.log(line);
+  console.log(
+    "\n$ kubectl exec deployments/sleep -c istio-proxy -- curl localhost:15090/stats/prometheus | grep llmproxy",
+  );
+  for (const line of grepLlmproxy(renderPrometheus(host, loadStatsTags(BOOTSTRAP_CONFIGMAP))))
+    console.log(line);
   if (host.traps.length > 0) {
     console.error("the plugin trapped:", host.traps);
     process.exitCode = 1;

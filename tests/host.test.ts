@@ -11,7 +11,7 @@ import { extractTags } from "./host/telemetry.ts";
 async function build(source: string): Promise<WebAssembly.Module> {
   const result = await asc.compileString(source, { optimizeLevel: 1, runtime: "stub", use: ["abort="] });
   if (result.error) throw new Error(result.stderr.toString());
-  return WebAssembly.compile(result.binary!);
+  return WebAssembly.compile(new Uint8Array(result.binary!));
 }
 
 const HEADER = `
@@ -22,7 +22,10 @@ export function proxy_on_configure(id: u32, size: u32): u32 { return 1; }
 `;
 
 test("a module that buffers the response body is reported as holding chunks", async () => {
-  const module = await build(HEADER + `export function proxy_on_response_body(id: u32, size: u32, eos: u32): u32 { return eos ? 0 : 1; }`);
+  const module = await build(
+    HEADER +
+      `export function proxy_on_response_body(id: u32, size: u32, eos: u32): u32 { return eos ? 0 : 1; }`,
+  );
   const host = new ProxyWasmHost(module);
   await host.start();
   const s = host.stream();
@@ -33,7 +36,10 @@ test("a module that buffers the response body is reported as holding chunks", as
 });
 
 test("a module that traps fails the VM and the trap is kept", async () => {
-  const module = await build(HEADER + `export function proxy_on_request_headers(id: u32, n: u32, eos: u32): u32 { unreachable(); return 0; }`);
+  const module = await build(
+    HEADER +
+      `export function proxy_on_request_headers(id: u32, n: u32, eos: u32): u32 { unreachable(); return 0; }`,
+  );
   const host = new ProxyWasmHost(module);
   await host.start();
   const s = host.stream();
@@ -52,6 +58,12 @@ test("tag extraction removes the first group and keeps the second as the value",
     { tag_name: "a", regex: "(\\|a=([^|]*))" },
     { tag_name: "ab", regex: "(\\|ab=([^|]*))" },
   ];
-  assert.deepEqual(extractTags("wasmcustom.m|ab=2|a=1", specs), { name: "wasmcustom.m", tags: [["a", "1"], ["ab", "2"]] });
+  assert.deepEqual(extractTags("wasmcustom.m|ab=2|a=1", specs), {
+    name: "wasmcustom.m",
+    tags: [
+      ["a", "1"],
+      ["ab", "2"],
+    ],
+  });
   assert.deepEqual(extractTags("wasmcustom.m", specs), { name: "wasmcustom.m", tags: [] });
 });

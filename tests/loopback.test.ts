@@ -8,7 +8,17 @@ import { ProxyWasmHost } from "./host/host.ts";
 import { exchange } from "./host/exchange.ts";
 import { loadStatsTags, renderPrometheus, renderJsonAccessLog } from "./host/telemetry.ts";
 import { startMockUpstream, completionBody, completionEvents } from "./mock-upstream.ts";
-import { WASM, BOOTSTRAP_CONFIGMAP, NODE_METADATA, CLUSTER, CALLS, REQUEST_BODY, LOG_FIELDS, PROMETHEUS_LINES, grepLlmproxy } from "./seed.ts";
+import {
+  WASM,
+  BOOTSTRAP_CONFIGMAP,
+  NODE_METADATA,
+  CLUSTER,
+  CALLS,
+  REQUEST_BODY,
+  LOG_FIELDS,
+  PROMETHEUS_LINES,
+  grepLlmproxy,
+} from "./seed.ts";
 
 test("seed over loopback HTTP: access-log fields, Prometheus lines, bodies untouched", async () => {
   const upstream = await startMockUpstream();
@@ -17,7 +27,12 @@ test("seed over loopback HTTP: access-log fields, Prometheus lines, bodies untou
     const logs = [];
     for (const call of CALLS) {
       const { [":method"]: method, [":path"]: path, [":authority"]: authority, ...headers } = call.headers;
-      const r = await exchange(host, { method, path, authority, headers, body: REQUEST_BODY }, upstream.port, CLUSTER);
+      const r = await exchange(
+        host,
+        { method, path, authority, headers, body: REQUEST_BODY },
+        upstream.port,
+        CLUSTER,
+      );
       assert.equal(r.status, 200);
       assert.equal(r.body, completionBody(call.model));
       assert.ok(r.chunks >= 2, "the body arrived in more than one chunk");
@@ -31,7 +46,10 @@ test("seed over loopback HTTP: access-log fields, Prometheus lines, bodies untou
         ["qwen-turbo", "11", "90"],
       ],
     );
-    assert.deepEqual(grepLlmproxy(renderPrometheus(host, loadStatsTags(BOOTSTRAP_CONFIGMAP))), PROMETHEUS_LINES);
+    assert.deepEqual(
+      grepLlmproxy(renderPrometheus(host, loadStatsTags(BOOTSTRAP_CONFIGMAP))),
+      PROMETHEUS_LINES,
+    );
     assert.deepEqual(host.traps, []);
   } finally {
     await upstream.close();
@@ -42,8 +60,24 @@ test("a streamed call over loopback HTTP: usage from the last event, every chunk
   const upstream = await startMockUpstream();
   try {
     const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA });
-    const body = JSON.stringify({ model: "qwen-turbo", stream: true, stream_options: { include_usage: true }, messages: [] });
-    const r = await exchange(host, { method: "POST", path: CALLS[0].headers[":path"], authority: "dashscope.aliyuncs.com", headers: { "content-type": "application/json" }, body }, upstream.port, CLUSTER);
+    const body = JSON.stringify({
+      model: "qwen-turbo",
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [],
+    });
+    const r = await exchange(
+      host,
+      {
+        method: "POST",
+        path: CALLS[0].headers[":path"],
+        authority: "dashscope.aliyuncs.com",
+        headers: { "content-type": "application/json" },
+        body,
+      },
+      upstream.port,
+      CLUSTER,
+    );
     assert.equal(r.body, completionEvents("qwen-turbo", true).join(""));
     assert.ok(r.chunks > 3, "the events arrived in separate chunks");
     assert.equal(r.stream.held, 0);

@@ -12,7 +12,10 @@ export const USAGE: Record<string, { prompt: number; completion: number }> = {
   "qwen-turbo": { prompt: 11, completion: 90 },
 };
 
-export function chooseModel(requestModel: string | undefined, headers: Record<string, string | string[] | undefined>): string {
+export function chooseModel(
+  requestModel: string | undefined,
+  headers: Record<string, string | string[] | undefined>,
+): string {
   if (requestModel) return requestModel;
   return headers["user-type"] === "subscriber" ? "qwen-turbo" : "qwen1.5-72b-chat";
 }
@@ -33,7 +36,11 @@ export function completionBody(model: string, id = "chatcmpl-0"): string {
       },
     ],
     object: "chat.completion",
-    usage: { prompt_tokens: u.prompt, completion_tokens: u.completion, total_tokens: u.prompt + u.completion },
+    usage: {
+      prompt_tokens: u.prompt,
+      completion_tokens: u.completion,
+      total_tokens: u.prompt + u.completion,
+    },
     created: 1720754403,
     system_fingerprint: null,
     model,
@@ -45,14 +52,34 @@ export function completionBody(model: string, id = "chatcmpl-0"): string {
 export function completionEvents(model: string, includeUsage: boolean, id = "chatcmpl-0"): string[] {
   const u = USAGE[model] ?? { prompt: 7, completion: 13 };
   const chunk = (delta: object, finish: string | null, extra: object = {}) =>
-    JSON.stringify({ id, object: "chat.completion.chunk", created: 1720754403, model, choices: [{ index: 0, delta, finish_reason: finish }], ...extra });
+    JSON.stringify({
+      id,
+      object: "chat.completion.chunk",
+      created: 1720754403,
+      model,
+      choices: [{ index: 0, delta, finish_reason: finish }],
+      ...extra,
+    });
   const events = [
     chunk({ role: "assistant", content: "" }, null),
     ...["I am ", "a large ", "language model."].map((t) => chunk({ content: t }, null)),
     chunk({}, "stop"),
   ];
   if (includeUsage) {
-    events.push(JSON.stringify({ id, object: "chat.completion.chunk", created: 1720754403, model, choices: [], usage: { prompt_tokens: u.prompt, completion_tokens: u.completion, total_tokens: u.prompt + u.completion } }));
+    events.push(
+      JSON.stringify({
+        id,
+        object: "chat.completion.chunk",
+        created: 1720754403,
+        model,
+        choices: [],
+        usage: {
+          prompt_tokens: u.prompt,
+          completion_tokens: u.completion,
+          total_tokens: u.prompt + u.completion,
+        },
+      }),
+    );
   }
   events.push("[DONE]");
   return events.map((e) => `data: ${e}\n\n`);

@@ -7,11 +7,10 @@ import assert from "node:assert/strict";
 import { ProxyWasmHost, type HttpStream } from "./host/host.ts";
 import { loadStatsTags, renderPrometheus } from "./host/telemetry.ts";
 import { completionBody } from "./mock-upstream.ts";
-import { WASM, BOOTSTRAP_CONFIGMAP, NODE_METADATA, CLUSTER, PATH } from "./seed.ts";
+import { WASM, BOOTSTRAP_CONFIGMAP, NODE_METADATA, CLUSTER } from "./seed.ts";
 
 const tags = loadStatsTags(BOOTSTRAP_CONFIGMAP);
 const enc = new TextEncoder();
-const dec = new TextDecoder();
 
 const MODEL = "wasm.asm.llmproxy.request_model";
 const PROMPT = "wasm.asm.llmproxy.request_prompt_tokens";
@@ -44,8 +43,15 @@ function call(host: ProxyWasmHost, c: Call): HttpStream {
     "content-type": "application/json",
   });
   s.sendRequestChunks(reqBody, c.requestCuts ?? []);
-  s.sendResponseHeaders({ ":status": c.status ?? "200", "content-type": "application/json", ...c.responseHeaders });
-  const body = typeof c.responseBody === "string" || c.responseBody === undefined ? enc.encode(c.responseBody ?? completionBody("gpt-4o-2024-08-06")) : c.responseBody;
+  s.sendResponseHeaders({
+    ":status": c.status ?? "200",
+    "content-type": "application/json",
+    ...c.responseHeaders,
+  });
+  const body =
+    typeof c.responseBody === "string" || c.responseBody === undefined
+      ? enc.encode(c.responseBody ?? completionBody("gpt-4o-2024-08-06"))
+      : c.responseBody;
   if (c.cutShort) {
     s.sendResponseBody(body.subarray(0, Math.floor(body.length / 2)), false);
   } else if (c.trailers) {
@@ -59,7 +65,10 @@ function call(host: ProxyWasmHost, c: Call): HttpStream {
   assert.equal(s.headerStops, 0, "headers continue");
   assert.equal(s.bufferChanges + s.headerChanges + s.localReplies, 0, "nothing changed");
   assert.deepEqual(s.forwarded("request"), typeof reqBody === "string" ? enc.encode(reqBody) : reqBody);
-  assert.deepEqual(s.forwarded("response"), c.cutShort ? body.subarray(0, Math.floor(body.length / 2)) : body);
+  assert.deepEqual(
+    s.forwarded("response"),
+    c.cutShort ? body.subarray(0, Math.floor(body.length / 2)) : body,
+  );
   assert.deepEqual(host.traps, []);
   return s;
 }
@@ -77,7 +86,12 @@ describe("split bodies", () => {
     id: "chatcmpl-1",
     object: "chat.completion",
     model: "qwen-max",
-    choices: [{ index: 0, message: { role: "assistant", content: 'Say "usage": {"prompt_tokens": 999} — 通义千问 \\u0022 ok' } }],
+    choices: [
+      {
+        index: 0,
+        message: { role: "assistant", content: 'Say "usage": {"prompt_tokens": 999} — 通义千问 \\u0022 ok' },
+      },
+    ],
     usage: { prompt_tokens: 1234567, completion_tokens: 89, total_tokens: 1234656 },
   });
 
@@ -85,21 +99,30 @@ describe("split bodies", () => {
     const host = await newHost();
     for (let i = 1; i < enc.encode(response).length; i++) {
       const s = call(host, { requestBody: '{"messages":[]}', responseBody: response, responseCuts: [i] });
-      assert.deepEqual(recorded(s), { model: "qwen-max", prompt: "1234567", completion: "89" }, `split at ${i}`);
+      assert.deepEqual(
+        recorded(s),
+        { model: "qwen-max", prompt: "1234567", completion: "89" },
+        `split at ${i}`,
+      );
     }
   });
 
   test("a response fed one byte per chunk", async () => {
     const host = await newHost();
     const bytes = enc.encode(response);
-    const s = call(host, { requestBody: '{"messages":[]}', responseBody: bytes, responseCuts: [...bytes.keys()] });
+    const s = call(host, {
+      requestBody: '{"messages":[]}',
+      responseBody: bytes,
+      responseCuts: [...bytes.keys()],
+    });
     assert.equal(s.forwardedResponse.length, bytes.length);
     assert.deepEqual(recorded(s), { model: "qwen-max", prompt: "1234567", completion: "89" });
   });
 
   test("a request model with escapes and multi-byte characters, split at every offset", async () => {
     const host = await newHost();
-    const body = '{"messages":[{"role":"user","content":"\\"model\\": \\"x\\""}],"model":"\\u0071wen-\\ud83d\\ude00-通义","stream":false}';
+    const body =
+      '{"messages":[{"role":"user","content":"\\"model\\": \\"x\\""}],"model":"\\u0071wen-\\ud83d\\ude00-通义","stream":false}';
     for (let i = 1; i < enc.encode(body).length; i++) {
       const s = call(host, { requestBody: body, requestCuts: [i] });
       assert.equal(s.state(MODEL), "qwen-😀-通义", `split at ${i}`);
@@ -111,7 +134,12 @@ describe("what is and is not the top-level field", () => {
   test("model and usage keys nested in other objects or inside strings are ignored", async () => {
     const host = await newHost();
     const response = JSON.stringify({
-      choices: [{ message: { content: '{"model":"fake","usage":{"prompt_tokens":1}}', model: "nested" }, usage: { prompt_tokens: 5 } }],
+      choices: [
+        {
+          message: { content: '{"model":"fake","usage":{"prompt_tokens":1}}', model: "nested" },
+          usage: { prompt_tokens: 5 },
+        },
+      ],
       meta: { model: "nested-too", usage: { prompt_tokens: 6, completion_tokens: 7 } },
       usage: { prompt_tokens: 8, completion_tokens: 9, details: { prompt_tokens: 10 } },
       model: "real",
@@ -122,7 +150,10 @@ describe("what is and is not the top-level field", () => {
 
   test("the request's model wins over the response's", async () => {
     const host = await newHost();
-    const s = call(host, { requestBody: '{"model":"gpt-4o","messages":[]}', responseBody: completionBody("gpt-4o-2024-08-06") });
+    const s = call(host, {
+      requestBody: '{"model":"gpt-4o","messages":[]}',
+      responseBody: completionBody("gpt-4o-2024-08-06"),
+    });
     assert.equal(s.state(MODEL), "gpt-4o");
   });
 
@@ -137,11 +168,28 @@ describe("what is and is not the top-level field", () => {
 
   test("wrong types record nothing for that field", async () => {
     const host = await newHost();
-    for (const bad of ['"12"', "-1", "1.5", "1e3", "null", "true", "[]", "{}", "9007199254740992", "123456789012345678901234567890"]) {
-      const s = call(host, { requestBody: "{}", responseBody: `{"model":"m","usage":{"prompt_tokens":${bad},"completion_tokens":4}}` });
+    for (const bad of [
+      '"12"',
+      "-1",
+      "1.5",
+      "1e3",
+      "null",
+      "true",
+      "[]",
+      "{}",
+      "9007199254740992",
+      "123456789012345678901234567890",
+    ]) {
+      const s = call(host, {
+        requestBody: "{}",
+        responseBody: `{"model":"m","usage":{"prompt_tokens":${bad},"completion_tokens":4}}`,
+      });
       assert.deepEqual(recorded(s), { model: "m", prompt: undefined, completion: "4" }, bad);
     }
-    const s = call(host, { requestBody: '{"model":42}', responseBody: '{"model":["x"],"usage":{"prompt_tokens":1}}' });
+    const s = call(host, {
+      requestBody: '{"model":42}',
+      responseBody: '{"model":["x"],"usage":{"prompt_tokens":1}}',
+    });
     assert.equal(s.state(MODEL), undefined);
   });
 });
@@ -174,7 +222,8 @@ describe("requests that are not LLM calls", () => {
     const s2 = call(host, {
       path: "/v1/embeddings",
       requestBody: '{"model":"text-embedding-3-small","input":"hi"}',
-      responseBody: '{"object":"list","data":[],"model":"text-embedding-3-small","usage":{"prompt_tokens":5,"total_tokens":5}}',
+      responseBody:
+        '{"object":"list","data":[],"model":"text-embedding-3-small","usage":{"prompt_tokens":5,"total_tokens":5}}',
     });
     assert.deepEqual(recorded(s2), { model: "text-embedding-3-small", prompt: "5", completion: undefined });
   });
@@ -183,20 +232,29 @@ describe("requests that are not LLM calls", () => {
 describe("responses that are not read", () => {
   test("an error status records the request's model and no tokens", async () => {
     const host = await newHost();
-    const s = call(host, { status: "429", responseBody: '{"error":{"message":"rate limited"},"usage":{"prompt_tokens":5}}' });
+    const s = call(host, {
+      status: "429",
+      responseBody: '{"error":{"message":"rate limited"},"usage":{"prompt_tokens":5}}',
+    });
     assert.deepEqual(recorded(s), { model: "gpt-4o", prompt: undefined, completion: undefined });
     assert.equal(host.metrics.size, 0);
   });
 
   test("a compressed response is left unparsed", async () => {
     const host = await newHost();
-    const s = call(host, { responseHeaders: { "content-encoding": "gzip" }, responseBody: new Uint8Array([0x1f, 0x8b, 8, 0, 0, 0]) });
+    const s = call(host, {
+      responseHeaders: { "content-encoding": "gzip" },
+      responseBody: new Uint8Array([0x1f, 0x8b, 8, 0, 0, 0]),
+    });
     assert.deepEqual(recorded(s), { model: "gpt-4o", prompt: undefined, completion: undefined });
   });
 
   test("a response that is not JSON is left unparsed", async () => {
     const host = await newHost();
-    const s = call(host, { responseHeaders: { "content-type": "text/html" }, responseBody: "<html>usage</html>" });
+    const s = call(host, {
+      responseHeaders: { "content-type": "text/html" },
+      responseBody: "<html>usage</html>",
+    });
     assert.equal(s.state(PROMPT), undefined);
   });
 });
@@ -211,15 +269,22 @@ describe("bodies that cannot be parsed", () => {
     ["an invalid escape", '{"model":"\\x","usage":{"prompt_tokens":1}}'],
     ["a trailing comma", '{"model":"m","usage":{"prompt_tokens":1},}'],
     ["a leading zero", '{"usage":{"prompt_tokens":01}}'],
-    ["nesting deeper than 1024", '{"usage":{"prompt_tokens":1},"x":' + "[".repeat(1100) + "]".repeat(1100) + "}"],
+    [
+      "nesting deeper than 1024",
+      '{"usage":{"prompt_tokens":1},"x":' + "[".repeat(1100) + "]".repeat(1100) + "}",
+    ],
   ] as Array<[string, string]>) {
     test(`${name}: nothing recorded from the response, no trap`, async () => {
       const host = await newHost();
-      const bytes = name === "invalid UTF-8" ? Uint8Array.from(body, (ch) => ch.charCodeAt(0)) : enc.encode(body);
+      const bytes =
+        name === "invalid UTF-8" ? Uint8Array.from(body, (ch) => ch.charCodeAt(0)) : enc.encode(body);
       const s = call(host, { requestBody: '{"messages":[]}', responseBody: bytes });
       assert.deepEqual(recorded(s), { model: undefined, prompt: undefined, completion: undefined });
       assert.equal(host.metrics.size, 0);
-      assert.ok(host.logs.some((l) => l.level === "info" && l.message.includes("could not be read")), "one clear log line");
+      assert.ok(
+        host.logs.some((l) => l.level === "info" && l.message.includes("could not be read")),
+        "one clear log line",
+      );
     });
   }
 
@@ -229,12 +294,16 @@ describe("bodies that cannot be parsed", () => {
       const s = call(host, { requestBody: "{}", responseBody: body });
       assert.deepEqual(recorded(s), { model: undefined, prompt: undefined, completion: undefined });
     }
-    assert.deepEqual(host.logs.filter((l) => l.level !== "debug"), []);
+    assert.deepEqual(
+      host.logs.filter((l) => l.level !== "debug"),
+      [],
+    );
   });
 
   test("deep nesting that is valid within the limit is parsed without recursion", async () => {
     const host = await newHost();
-    const body = '{"x":' + "[".repeat(1000) + "]".repeat(1000) + ',"model":"deep","usage":{"prompt_tokens":2}}';
+    const body =
+      '{"x":' + "[".repeat(1000) + "]".repeat(1000) + ',"model":"deep","usage":{"prompt_tokens":2}}';
     const s = call(host, { requestBody: "{}", responseBody: body });
     assert.deepEqual(recorded(s), { model: "deep", prompt: "2", completion: undefined });
   });
@@ -247,17 +316,29 @@ describe("bodies that cannot be parsed", () => {
 
   test("a lone surrogate or a control character in the model keeps it out", async () => {
     const host = await newHost();
-    const s1 = call(host, { requestBody: '{"model":"a\\ud800b"}', responseBody: '{"usage":{"prompt_tokens":1}}' });
+    const s1 = call(host, {
+      requestBody: '{"model":"a\\ud800b"}',
+      responseBody: '{"usage":{"prompt_tokens":1}}',
+    });
     assert.equal(s1.state(MODEL), undefined);
-    const s2 = call(host, { requestBody: '{"model":"a\\nb"}', responseBody: '{"usage":{"prompt_tokens":1}}' });
+    const s2 = call(host, {
+      requestBody: '{"model":"a\\nb"}',
+      responseBody: '{"usage":{"prompt_tokens":1}}',
+    });
     assert.equal(s2.state(MODEL), undefined);
   });
 
   test("a model longer than 256 bytes is not recorded", async () => {
     const host = await newHost();
-    const s = call(host, { requestBody: JSON.stringify({ model: "m".repeat(257) }), responseBody: '{"usage":{"prompt_tokens":1}}' });
+    const s = call(host, {
+      requestBody: JSON.stringify({ model: "m".repeat(257) }),
+      responseBody: '{"usage":{"prompt_tokens":1}}',
+    });
     assert.equal(s.state(MODEL), undefined);
-    const ok = call(host, { requestBody: JSON.stringify({ model: "m".repeat(256) }), responseBody: '{"usage":{"prompt_tokens":1}}' });
+    const ok = call(host, {
+      requestBody: JSON.stringify({ model: "m".repeat(256) }),
+      responseBody: '{"usage":{"prompt_tokens":1}}',
+    });
     assert.equal(ok.state(MODEL), "m".repeat(256));
   });
 });
@@ -279,7 +360,11 @@ describe("end of stream", () => {
   test("memory does not grow with the number of streams", async () => {
     const host = await newHost();
     const run = (n: number) => {
-      for (let i = 0; i < n; i++) call(host, { cluster: CLUSTER, responseBody: completionBody(i % 2 ? "qwen-turbo" : "qwen1.5-72b-chat") });
+      for (let i = 0; i < n; i++)
+        call(host, {
+          cluster: CLUSTER,
+          responseBody: completionBody(i % 2 ? "qwen-turbo" : "qwen1.5-72b-chat"),
+        });
     };
     run(1000);
     const after1k = host.memoryBytes;
@@ -314,7 +399,9 @@ describe("dimensions", () => {
     const host = await newHost();
     const s = call(host, { cluster: CLUSTER, requestBody: '{"model":"evil|llmproxy_model=x=y"}' });
     assert.equal(s.state(MODEL), "evil|llmproxy_model=x=y", "filter state keeps the real value");
-    const lines = renderPrometheus(host, tags).split("\n").filter((l) => l.startsWith("asm_llm_proxy_prompt_tokens{"));
+    const lines = renderPrometheus(host, tags)
+      .split("\n")
+      .filter((l) => l.startsWith("asm_llm_proxy_prompt_tokens{"));
     assert.deepEqual(lines, [
       'asm_llm_proxy_prompt_tokens{llmproxy_source_workload="sleep",llmproxy_source_workload_namespace="default",llmproxy_destination_service="dashscope.aliyuncs.com",llmproxy_model="evil_llmproxy_model_x_y"} 7',
     ]);
@@ -340,19 +427,29 @@ describe("configuration", () => {
     const host = await newHost({ pluginConfig: { paths: ["/api/chat", "/v1/messages"] } });
     assert.equal(call(host, { path: "/api/chat" }).state(MODEL), "gpt-4o");
     assert.equal(call(host, { path: "/v1/chat/completions" }).filterState.size, 0);
-    assert.deepEqual(host.logs.filter((l) => l.level === "warn"), []);
+    assert.deepEqual(
+      host.logs.filter((l) => l.level === "warn"),
+      [],
+    );
   });
 
   for (const [config, message] of [
     ["{not json", "configuration is not valid JSON; using defaults"],
     ["[1,2]", "configuration must be a JSON object; using defaults"],
-    ['{"paths":"x"}', "'paths' must be an array of strings; using the default"],
-    ['{"paths":["/a",3]}', "'paths[1]' must be a string; using the default paths"],
+    ['{"paths":"x"}', "'paths' must be an array of non-empty strings; using the default"],
+    [
+      '{"paths":["/a",3]}',
+      "'paths' must be an array of non-empty strings (item 1 is not); using the default",
+    ],
+    ['{"inject_stream_usage":"yes"}', "'inject_stream_usage' must be true or false; using the default"],
     ['{"pathz":[]}', "unknown configuration key 'pathz' ignored"],
   ]) {
     test(`a bad configuration (${config}) is logged and the plugin keeps running on defaults`, async () => {
       const host = await newHost({ pluginConfig: config });
-      assert.deepEqual(host.logs.filter((l) => l.level === "warn").map((l) => l.message), ["asm-llm-proxy: " + message]);
+      assert.deepEqual(
+        host.logs.filter((l) => l.level === "warn").map((l) => l.message),
+        ["asm-llm-proxy: " + message],
+      );
       assert.equal(call(host, {}).state(MODEL), "gpt-4o");
     });
   }

@@ -7,7 +7,17 @@ import assert from "node:assert/strict";
 import { ProxyWasmHost } from "./host/host.ts";
 import { loadStatsTags, renderPrometheus, renderJsonAccessLog } from "./host/telemetry.ts";
 import { completionBody } from "./mock-upstream.ts";
-import { WASM, BOOTSTRAP_CONFIGMAP, NODE_METADATA, CLUSTER, CALLS, REQUEST_BODY, LOG_FIELDS, PROMETHEUS_LINES, grepLlmproxy } from "./seed.ts";
+import {
+  WASM,
+  BOOTSTRAP_CONFIGMAP,
+  NODE_METADATA,
+  CLUSTER,
+  CALLS,
+  REQUEST_BODY,
+  LOG_FIELDS,
+  PROMETHEUS_LINES,
+  grepLlmproxy,
+} from "./seed.ts";
 
 const tags = loadStatsTags(BOOTSTRAP_CONFIGMAP);
 
@@ -62,7 +72,12 @@ test("seed: each distinct counter is defined once per VM", async () => {
     }
   }
   assert.equal(host.defineCalls, 4, "2 metrics x 2 models");
-  assert.equal(host.counter("asm_llm_proxy_prompt_tokens|llmproxy_source_workload=sleep|llmproxy_source_workload_namespace=default|llmproxy_destination_service=dashscope.aliyuncs.com|llmproxy_model=qwen-turbo"), 55);
+  assert.equal(
+    host.counter(
+      "asm_llm_proxy_prompt_tokens|llmproxy_source_workload=sleep|llmproxy_source_workload_namespace=default|llmproxy_destination_service=dashscope.aliyuncs.com|llmproxy_model=qwen-turbo",
+    ),
+    55,
+  );
 });
 
 test("seed: the body every side sees is the body that was sent", async () => {

@@ -26,7 +26,12 @@ export interface SeedCall {
 
 export const CALLS: SeedCall[] = [
   {
-    headers: { ":method": "POST", ":path": PATH, ":authority": "dashscope.aliyuncs.com", "content-type": "application/json" },
+    headers: {
+      ":method": "POST",
+      ":path": PATH,
+      ":authority": "dashscope.aliyuncs.com",
+      "content-type": "application/json",
+    },
     model: "qwen1.5-72b-chat",
     prompt: 3,
     completion: 55,

@@ -20,9 +20,20 @@ const KEYS: Record<keyof Expected, string> = {
   reasoning: "wasm.asm.llmproxy.request_reasoning_tokens",
 };
 
-function run(host: ProxyWasmHost, c: ProviderCase, cuts: number[] = [], requestCuts: number[] = []): HttpStream {
+function run(
+  host: ProxyWasmHost,
+  c: ProviderCase,
+  cuts: number[] = [],
+  requestCuts: number[] = [],
+): HttpStream {
   const s = host.stream({ cluster: `outbound|443||${c.authority.split(":")[0]}` });
-  s.sendRequestHeaders({ ":method": "POST", ":path": c.path, ":authority": c.authority, "content-type": "application/json", "content-length": String(enc.encode(c.request).length) });
+  s.sendRequestHeaders({
+    ":method": "POST",
+    ":path": c.path,
+    ":authority": c.authority,
+    "content-type": "application/json",
+    "content-length": String(enc.encode(c.request).length),
+  });
   s.sendRequestChunks(c.request, requestCuts);
   s.sendResponseHeaders({ ":status": "200", "content-type": c.contentType });
   s.sendResponseChunks(c.body, cuts);
@@ -37,7 +48,11 @@ function check(s: HttpStream, c: ProviderCase, what: string): void {
     if (v !== undefined) got[k as keyof Expected] = v;
   }
   assert.deepEqual(got, c.expected, what);
-  assert.equal(s.state("wasm.asm.llmproxy.request_stream"), String(JSON.parse(c.request).stream === true), what);
+  assert.equal(
+    s.state("wasm.asm.llmproxy.request_stream"),
+    String(JSON.parse(c.request).stream === true),
+    what,
+  );
   assert.equal(s.held, 0, `${what}: no chunk held`);
   assert.equal(s.bufferChanges + s.headerChanges, 0, `${what}: nothing changed`);
   assert.equal(dec.decode(s.forwarded("response")), c.body, `${what}: response bytes unchanged`);
@@ -55,7 +70,10 @@ describe("APIs and providers", () => {
       const prompt = Number(c.expected.prompt ?? 0);
       const completion = Number(c.expected.completion ?? 0);
       assert.equal(host.counter("asm_llm_proxy_prompt_tokens" + dims), prompt > 0 ? prompt : undefined);
-      assert.equal(host.counter("asm_llm_proxy_completion_tokens" + dims), completion > 0 ? completion : undefined);
+      assert.equal(
+        host.counter("asm_llm_proxy_completion_tokens" + dims),
+        completion > 0 ? completion : undefined,
+      );
     });
 
     test(`${c.name}: split at every byte offset`, async () => {
@@ -95,8 +113,14 @@ describe("server-sent events", () => {
     ["CRLF", sse([{ data: { model: "m" } }, { data: usageEvent }, { data: "[DONE]" }], "\r\n")],
     ["CR", sse([{ data: { model: "m" } }, { data: usageEvent }, { data: "[DONE]" }], "\r")],
     ["data: without a space", `data:${JSON.stringify(usageEvent)}\n\n`],
-    ["one event's JSON over several data lines", `data: {"model":"m",\ndata: "usage":\ndata: {"prompt_tokens":3,"completion_tokens":4}}\n\n`],
-    ["comments, id, retry and event lines", `: ping\n\nretry: 100\nid: 7\nevent: chunk\ndata: ${JSON.stringify(usageEvent)}\n\n: bye\n\n`],
+    [
+      "one event's JSON over several data lines",
+      `data: {"model":"m",\ndata: "usage":\ndata: {"prompt_tokens":3,"completion_tokens":4}}\n\n`,
+    ],
+    [
+      "comments, id, retry and event lines",
+      `: ping\n\nretry: 100\nid: 7\nevent: chunk\ndata: ${JSON.stringify(usageEvent)}\n\n: bye\n\n`,
+    ],
     ["no blank line after the last event", `data: ${JSON.stringify(usageEvent)}`],
     ["a bare data line and an empty event", `data\n\ndata: ${JSON.stringify(usageEvent)}\n\n\n\n`],
   ];
@@ -111,16 +135,27 @@ describe("server-sent events", () => {
 
   test("[DONE] with no usage records the model and no tokens", async () => {
     const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA });
-    const c = { ...base, body: sse([{ data: { model: "m", choices: [] } }, { data: "[DONE]" }]), expected: { model: "m", responseModel: "m" } };
+    const c = {
+      ...base,
+      body: sse([{ data: { model: "m", choices: [] } }, { data: "[DONE]" }]),
+      expected: { model: "m", responseModel: "m" },
+    };
     check(run(host, c), c, "done only");
     assert.equal(host.metrics.size, 0);
-    assert.deepEqual(host.logs.filter((l) => l.level !== "debug"), []);
+    assert.deepEqual(
+      host.logs.filter((l) => l.level !== "debug"),
+      [],
+    );
   });
 
   test("a stream cut in the middle of its usage event records no tokens", async () => {
     const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA });
     const full = sse([{ data: { model: "m" } }, { data: usageEvent }]);
-    const c = { ...base, body: full.slice(0, full.length - 20), expected: { model: "m", responseModel: "m" } };
+    const c = {
+      ...base,
+      body: full.slice(0, full.length - 20),
+      expected: { model: "m", responseModel: "m" },
+    };
     check(run(host, c), c, "cut");
     assert.equal(host.metrics.size, 0);
     assert.ok(host.logs.some((l) => l.level === "info" && l.message.includes("1 event(s)")));
@@ -135,7 +170,8 @@ describe("server-sent events", () => {
   test("state stays bounded: a long stream costs no memory", async () => {
     const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA });
     const events = [];
-    for (let i = 0; i < 20000; i++) events.push({ data: { model: "m", choices: [{ delta: { content: "token " + i } }], usage: null } });
+    for (let i = 0; i < 20000; i++)
+      events.push({ data: { model: "m", choices: [{ delta: { content: "token " + i } }], usage: null } });
     events.push({ data: usageEvent });
     const c = { ...base, body: sse(events) };
     const before = host.memoryBytes;
@@ -149,12 +185,21 @@ describe("server-sent events", () => {
 
 describe("inject_stream_usage", () => {
   const request = '{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"}"}]}\n';
-  const injected = '{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"}"}],"stream_options":{"include_usage":true}}\n';
+  const injected =
+    '{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"}"}],"stream_options":{"include_usage":true}}\n';
 
   async function send(body: string, options: { inject?: boolean; path?: string; cuts?: number[] } = {}) {
-    const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA, pluginConfig: { inject_stream_usage: options.inject ?? true } });
+    const host = await ProxyWasmHost.load(WASM, {
+      nodeMetadata: NODE_METADATA,
+      pluginConfig: { inject_stream_usage: options.inject ?? true },
+    });
     const s = host.stream();
-    const headers = { ":method": "POST", ":path": options.path ?? "/v1/chat/completions", ":authority": "api.openai.com", "content-length": String(enc.encode(body).length) };
+    const headers = {
+      ":method": "POST",
+      ":path": options.path ?? "/v1/chat/completions",
+      ":authority": "api.openai.com",
+      "content-length": String(enc.encode(body).length),
+    };
     s.sendRequestHeaders(headers);
     const contentLength = s.requestHeaders.find(([k]) => k === "content-length")?.[1];
     s.sendRequestChunks(body, options.cuts ?? []);
@@ -183,7 +228,11 @@ describe("inject_stream_usage", () => {
   for (const [name, body, options] of [
     ["off by default", request, { inject: false }],
     ["not streamed", '{"model":"gpt-4o","messages":[]}', {}],
-    ["the client set stream_options", '{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":false}}', {}],
+    [
+      "the client set stream_options",
+      '{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":false}}',
+      {},
+    ],
     ["not an OpenAI chat or completions path", '{"model":"claude","stream":true}', { path: "/v1/messages" }],
     ["not JSON", '{"stream":true', {}],
   ] as Array<[string, string, { inject?: boolean; path?: string }]>) {

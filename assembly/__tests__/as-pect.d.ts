@@ -1,1 +1,2 @@
+// SPDX-License-Identifier: Apache-2.0
 /// <reference types="@as-pect/assembly/types/as-pect" />

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Configuration: empty means defaults; every problem is reported and never traps.
 
 import { parseConfig, ConfigResult, DEFAULT_PATHS } from "../config/config";

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The JSON scanner: keeps exactly the schema's top-level fields, validates strictly, and gives
 // the same answer whatever the chunking.
 
@@ -30,7 +31,9 @@ function scanSplit(text: string, at: i32): JsonScanner {
 
 describe("JsonScanner", () => {
   it("reads the top-level string, bool and nested integers", () => {
-    const s = scanWhole('{"model":"qwen-turbo","stream":true,"usage":{"prompt_tokens":11,"completion_tokens":90}}');
+    const s = scanWhole(
+      '{"model":"qwen-turbo","stream":true,"usage":{"prompt_tokens":11,"completion_tokens":90}}',
+    );
     expect(s.finish()).toBe(true);
     expect(s.string(MODEL)).toBe("qwen-turbo");
     expect(s.bool(STREAM)).toBe(true);
@@ -39,7 +42,8 @@ describe("JsonScanner", () => {
   });
 
   it("gives the same result for every split point", () => {
-    const text = '{ "a": [1, -2.5e+3, "x\\"y", {"model": "no"}], "model" : "m\\u00e9\\ud83d\\ude00é", "usage": {"prompt_tokens": 1234, "completion_tokens": 0}, "stream": false }';
+    const text =
+      '{ "a": [1, -2.5e+3, "x\\"y", {"model": "no"}], "model" : "m\\u00e9\\ud83d\\ude00é", "usage": {"prompt_tokens": 1234, "completion_tokens": 0}, "stream": false }';
     const n = String.UTF8.byteLength(text);
     for (let i = 1; i < n; i++) {
       const s = scanSplit(text, i);
@@ -76,7 +80,26 @@ describe("JsonScanner", () => {
   });
 
   it("rejects what JSON.parse rejects", () => {
-    const bad: string[] = ["", "{", "{}x", '{"a":}', '{"a" 1}', "[1,]", "01", "1.", "-", "1e", '"\\u12"', '"\\q"', "tru", "nul", '{"a":1,}', "{'a':1}", "[1 2]", "]"];
+    const bad: string[] = [
+      "",
+      "{",
+      "{}x",
+      '{"a":}',
+      '{"a" 1}',
+      "[1,]",
+      "01",
+      "1.",
+      "-",
+      "1e",
+      '"\\u12"',
+      '"\\q"',
+      "tru",
+      "nul",
+      '{"a":1,}',
+      "{'a':1}",
+      "[1 2]",
+      "]",
+    ];
     for (let i = 0; i < bad.length; i++) {
       const s = scanWhole(bad[i]);
       expect(s.failed).toBe(true, bad[i]);
@@ -84,7 +107,18 @@ describe("JsonScanner", () => {
   });
 
   it("accepts what JSON.parse accepts", () => {
-    const good: string[] = ["0", "-0.5e-7", '"x"', "true", "null", "[]", "{}", " [ [ ] , { } ] ", '{"":{"":[]}}', '"\\/\\b\\f\\n\\r\\t"'];
+    const good: string[] = [
+      "0",
+      "-0.5e-7",
+      '"x"',
+      "true",
+      "null",
+      "[]",
+      "{}",
+      " [ [ ] , { } ] ",
+      '{"":{"":[]}}',
+      '"\\/\\b\\f\\n\\r\\t"',
+    ];
     for (let i = 0; i < good.length; i++) {
       const s = scanWhole(good[i]);
       expect(s.failed).toBe(false, good[i]);

@@ -1,11 +1,20 @@
+// SPDX-License-Identifier: Apache-2.0
 // Telemetry naming: tag values can never break a stat name, cluster and authority parsing.
 
-import { tagValue, tagSuffix, serviceFromCluster, hostFromAuthority, MAX_TAG_LENGTH } from "../telemetry/names";
+import {
+  tagValue,
+  tagSuffix,
+  serviceFromCluster,
+  hostFromAuthority,
+  MAX_TAG_LENGTH,
+} from "../telemetry/names";
 
 describe("tagValue", () => {
   it("keeps ordinary model names", () => {
     expect(tagValue("qwen1.5-72b-chat")).toBe("qwen1.5-72b-chat");
-    expect(tagValue("accounts/fireworks/models/llama-v3p1:latest")).toBe("accounts/fireworks/models/llama-v3p1:latest");
+    expect(tagValue("accounts/fireworks/models/llama-v3p1:latest")).toBe(
+      "accounts/fireworks/models/llama-v3p1:latest",
+    );
   });
   it("replaces delimiters and control characters", () => {
     expect(tagValue("a|b=c\nd")).toBe("a_b_c_d");

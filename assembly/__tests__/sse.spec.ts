@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The SSE reader: events split anywhere, every line ending, usage merged across events.
 
 import { JsonScanner } from "../llm/json";
@@ -19,7 +20,8 @@ function read(text: string, at: i32): SseReader {
 
 describe("SseReader", () => {
   it("takes the last usage and the model from any event, at every split point", () => {
-    const text = 'event: a\r\ndata: {"model":"m","usage":null}\r\n\r\n: c\rdata: {"usage":{"prompt_tokens":5,\ndata: "completion_tokens":6}}\n\ndata: [DONE]\n\n';
+    const text =
+      'event: a\r\ndata: {"model":"m","usage":null}\r\n\r\n: c\rdata: {"usage":{"prompt_tokens":5,\ndata: "completion_tokens":6}}\n\ndata: [DONE]\n\n';
     const n = String.UTF8.byteLength(text);
     for (let i = 0; i <= n; i++) {
       const r = read(text, i);

@@ -1,23 +1,33 @@
 // SPDX-License-Identifier: Apache-2.0
 // The plugin configuration (WasmPlugin `pluginConfig`, sent by Istio as a JSON string) and its
-// validation. Pure: no host imports; errors are returned for the caller to log.
+// validation. The options, their types, bounds and defaults come from options.json through the
+// generated options.ts; this file only applies validated values. Pure: no host imports; errors
+// are returned for the caller to log.
 //
-// Policy for a bad configuration: report each problem, keep the defaults for what is wrong and
+// Policy for a bad configuration: report each problem, keep the default for what is wrong and
 // keep running. Refusing to start (proxy_on_configure returning false) would, under Istio's
-// default FAIL_CLOSE, turn every request of the pod into a 503 for the sake of a telemetry filter.
+// default FAIL_CLOSE, turn every request of the pod into an error for the sake of a telemetry
+// filter.
 
 import { JSON } from "assemblyscript-json/assembly";
 import { Schema } from "../llm/schema";
 import { JsonScanner } from "../llm/json";
+import {
+  OPTION_NAMES,
+  OPTION_TYPES,
+  OPTION_MINIMUMS,
+  OPTION_MAXIMUMS,
+  TYPE_BOOLEAN,
+  TYPE_INTEGER,
+  TYPE_STRING,
+  TYPE_STRINGS,
+  OPT_PATHS,
+  OPT_INJECT_STREAM_USAGE,
+  DEFAULT_PATHS,
+  DEFAULT_INJECT_STREAM_USAGE,
+} from "./options";
 
-/** Request paths (query string ignored) that end with one of these are LLM calls. */
-export const DEFAULT_PATHS: string[] = [
-  "/chat/completions",
-  "/completions",
-  "/embeddings",
-  "/responses",
-  "/v1/messages",
-];
+export { DEFAULT_PATHS };
 
 /** Paths of the OpenAI-style APIs that accept `stream_options.include_usage`. */
 const USAGE_OPTION_PATHS: string[] = ["/chat/completions", "/completions"];
@@ -36,8 +46,7 @@ function endsWithAny(path: string, suffixes: string[]): bool {
 
 export class Config {
   paths: string[] = DEFAULT_PATHS;
-  /** Ask OpenAI-style streamed requests for usage when they do not ask themselves. */
-  injectStreamUsage: bool = false;
+  injectStreamUsage: bool = DEFAULT_INJECT_STREAM_USAGE;
 
   /** Whether a request path (which may carry a query string) names an LLM API. */
   matchesPath(path: string): bool {
@@ -47,6 +56,18 @@ export class Config {
   /** Whether usage may be injected into a request to this path. */
   acceptsUsageOption(path: string): bool {
     return this.injectStreamUsage && endsWithAny(stripQuery(path), USAGE_OPTION_PATHS);
+  }
+
+  /** Sets one option from a value that has passed validation. */
+  apply(option: i32, value: JSON.Value): void {
+    switch (option) {
+      case OPT_PATHS:
+        this.paths = strings(value);
+        break;
+      case OPT_INJECT_STREAM_USAGE:
+        this.injectStreamUsage = (value as JSON.Bool).valueOf();
+        break;
+    }
   }
 }
 
@@ -87,39 +108,54 @@ export function parseConfig(bytes: Uint8Array): ConfigResult {
   const keys = obj.keys;
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i];
-    const value = obj.get(key);
-    if (key == "paths") {
-      const paths = parsePaths(value, result.errors);
-      if (paths !== null) result.config.paths = paths;
-    } else if (key == "inject_stream_usage") {
-      if (value !== null && value.isBool) result.config.injectStreamUsage = (value as JSON.Bool).valueOf();
-      else result.errors.push("'inject_stream_usage' must be true or false; using false");
-    } else {
+    const option = OPTION_NAMES.indexOf(key);
+    if (option < 0) {
       result.errors.push("unknown configuration key '" + key + "' ignored");
+      continue;
     }
+    const value = obj.get(key);
+    const problem = value === null ? "is missing" : invalid(option, value);
+    if (problem !== null) {
+      result.errors.push("'" + key + "' " + problem + "; using the default");
+      continue;
+    }
+    result.config.apply(option, value!);
   }
   return result;
 }
 
-function parsePaths(value: JSON.Value | null, errors: string[]): string[] | null {
-  if (value === null || !value.isArr) {
-    errors.push("'paths' must be an array of strings; using the default");
+/** What is wrong with a value for an option, or null. */
+function invalid(option: i32, value: JSON.Value): string | null {
+  const type = OPTION_TYPES[option];
+  if (type == TYPE_BOOLEAN) return value.isBool ? null : "must be true or false";
+  if (type == TYPE_STRING) {
+    return value.isString && (value as JSON.Str).valueOf().length > 0 ? null : "must be a non-empty string";
+  }
+  if (type == TYPE_INTEGER) {
+    const min = OPTION_MINIMUMS[option];
+    const max = OPTION_MAXIMUMS[option];
+    const range = "must be an integer from " + min.toString() + " to " + max.toString();
+    if (!value.isInteger) return range;
+    const n = (value as JSON.Integer).valueOf();
+    return n >= min && n <= max ? null : range;
+  }
+  if (type == TYPE_STRINGS) {
+    if (!value.isArr) return "must be an array of non-empty strings";
+    const items = (value as JSON.Arr).valueOf();
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i];
+      if (!item.isString || (item as JSON.Str).valueOf().length == 0) {
+        return "must be an array of non-empty strings (item " + i.toString() + " is not)";
+      }
+    }
     return null;
   }
+  return "has an unknown type";
+}
+
+function strings(value: JSON.Value): string[] {
   const items = (value as JSON.Arr).valueOf();
-  const out = new Array<string>();
-  for (let i = 0; i < items.length; i++) {
-    const item = items[i];
-    if (!item.isString) {
-      errors.push("'paths[" + i.toString() + "]' must be a string; using the default paths");
-      return null;
-    }
-    const s = (item as JSON.Str).valueOf();
-    if (s.length == 0) {
-      errors.push("'paths[" + i.toString() + "]' is empty; using the default paths");
-      return null;
-    }
-    out.push(s);
-  }
+  const out = new Array<string>(items.length);
+  for (let i = 0; i < items.length; i++) out[i] = (items[i] as JSON.Str).valueOf();
   return out;
 }

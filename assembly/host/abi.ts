@@ -25,7 +25,13 @@ export declare function proxy_get_log_level(level_ptr: usize): u32;
 // the import proxy_get_buffer_status by mistake), so it is declared here.
 // @ts-ignore: decorator
 @external("env", "proxy_set_buffer_bytes")
-export declare function proxy_set_buffer_bytes(type: i32, start: u32, length: u32, data_ptr: usize, data_size: usize): u32;
+export declare function proxy_set_buffer_bytes(
+  type: i32,
+  start: u32,
+  length: u32,
+  data_ptr: usize,
+  data_size: usize,
+): u32;
 
 export namespace WasmResult {
   export const Ok: u32 = 0;

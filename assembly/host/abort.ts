@@ -6,12 +6,7 @@
 
 import { proxy_log, LogLevel } from "./abi";
 
-export function abort(
-  message: string | null,
-  fileName: string | null,
-  line: u32,
-  column: u32,
-): void {
+export function abort(message: string | null, fileName: string | null, line: u32, column: u32): void {
   const text =
     "asm-llm-proxy abort: " +
     (message !== null ? message : "") +

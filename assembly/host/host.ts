@@ -41,9 +41,7 @@ function takeString(result: u32): string | null {
 export function getProperty(path: ArrayBuffer): string | null {
   store<usize>(OUT_PTR, 0);
   store<usize>(OUT_SIZE, 0);
-  return takeString(
-    proxy_get_property(changetype<usize>(path), path.byteLength, OUT_PTR, OUT_SIZE),
-  );
+  return takeString(proxy_get_property(changetype<usize>(path), path.byteLength, OUT_PTR, OUT_SIZE));
 }
 
 /**
@@ -104,12 +102,7 @@ export function replaceBuffer(type: i32, length: usize, ptr: usize, size: usize)
 export function defineCounter(name: string): i64 {
   const bytes = String.UTF8.encode(name);
   store<u32>(OUT_PTR, 0);
-  const result = proxy_define_metric(
-    MetricType.Counter,
-    changetype<usize>(bytes),
-    bytes.byteLength,
-    OUT_PTR,
-  );
+  const result = proxy_define_metric(MetricType.Counter, changetype<usize>(bytes), bytes.byteLength, OUT_PTR);
   return result == WasmResult.Ok ? <i64>load<u32>(OUT_PTR) : -1;
 }
 

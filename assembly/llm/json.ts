@@ -76,14 +76,10 @@ const LITERAL_TRUE = memory.data<u8>([0x74, 0x72, 0x75, 0x65]);
 const LITERAL_FALSE = memory.data<u8>([0x66, 0x61, 0x6c, 0x73, 0x65]);
 const LITERAL_NULL = memory.data<u8>([0x6e, 0x75, 0x6c, 0x6c]);
 
-// @ts-ignore: decorator
-@inline
 function isSpace(c: u32): bool {
   return c == 0x20 || c == 0x0a || c == 0x0d || c == 0x09;
 }
 
-// @ts-ignore: decorator
-@inline
 function hexValue(c: u32): i32 {
   if (c - 0x30 < 10) return <i32>(c - 0x30);
   const l = c | 0x20;
@@ -395,7 +391,8 @@ export class JsonScanner {
     this.depth = d;
     this.pending = -1;
     const word = d >>> 6;
-    const bit = (<u64>1) << <u64>(d & 63);
+    const shift = <u64>(d & 63);
+    const bit: u64 = 1 << shift;
     const w = unchecked(this.containers[word]);
     unchecked((this.containers[word] = isObject ? w | bit : w & ~bit));
     if (d < MAX_MATCH_DEPTH) unchecked((this.matchNodes[d] = matchNode));
@@ -414,7 +411,7 @@ export class JsonScanner {
   // @ts-ignore: decorator
   @inline
   private isObject(d: i32): bool {
-    return ((unchecked(this.containers[d >>> 6]) >>> <u64>(d & 63)) & 1) != 0;
+    return ((unchecked(this.containers[d >>> 6]) >>> (<u64>(d & 63))) & 1) != 0;
   }
 
   private fail(code: u8): void {
@@ -606,7 +603,7 @@ export class JsonScanner {
         this.fail(ERR_SYNTAX);
         return;
       }
-      this.hexUnit = (this.hexUnit << 4) | <u32>h;
+      this.hexUnit = (this.hexUnit << 4) | (<u32>h);
       if (++this.hexCount == 4) {
         this.escape = E_NONE;
         this.codeUnit(this.hexUnit);

@@ -3,7 +3,16 @@
 // events of a stream. Pure: no host imports.
 
 import { JsonScanner } from "./json";
-import { REQUEST_MODEL, FIELD_NODES, F_MODEL, F_PROMPT, F_COMPLETION, F_TOTAL, F_CACHED, F_REASONING } from "./formats";
+import {
+  REQUEST_MODEL,
+  FIELD_NODES,
+  F_MODEL,
+  F_PROMPT,
+  F_COMPLETION,
+  F_TOTAL,
+  F_CACHED,
+  F_REASONING,
+} from "./formats";
 
 /** A count the response did not report (or reported with the wrong type). */
 export const NO_COUNT: i64 = -1;

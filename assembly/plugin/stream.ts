@@ -5,12 +5,7 @@
 // make is the opt-in `inject_stream_usage` rewrite of a request body.
 
 import { JsonScanner } from "../llm/json";
-import {
-  REQUEST_SCHEMA,
-  RESPONSE_SCHEMA,
-  REQUEST_STREAM,
-  REQUEST_STREAM_OPTIONS,
-} from "../llm/formats";
+import { REQUEST_SCHEMA, RESPONSE_SCHEMA, REQUEST_STREAM, REQUEST_STREAM_OPTIONS } from "../llm/formats";
 import { Usage, requestModel, NO_COUNT } from "../llm/usage";
 import { SseReader } from "../llm/sse";
 import {
@@ -161,8 +156,14 @@ export class Stream {
       this.readRequest(scanner);
       if (this.mayInject) this.injectUsageOption(scanner, ptr, length);
     } else if (logEnabled(LogLevel.Debug)) {
-      log(LogLevel.Debug, "asm-llm-proxy: request body of " + this.path + " is not JSON (" +
-        ERROR_NAMES[scanner.error] + "); nothing recorded from it");
+      log(
+        LogLevel.Debug,
+        "asm-llm-proxy: request body of " +
+          this.path +
+          " is not JSON (" +
+          ERROR_NAMES[scanner.error] +
+          "); nothing recorded from it",
+      );
     }
     requestScanners.push(scanner);
   }
@@ -188,8 +189,12 @@ export class Stream {
     const at = scanner.closedAt;
     if (ptr == 0 || at < 0 || <usize>at >= length) {
       if (logEnabled(LogLevel.Debug)) {
-        log(LogLevel.Debug, "asm-llm-proxy: usage not requested for " + this.path +
-          ": the body's closing brace was not in its last chunk");
+        log(
+          LogLevel.Debug,
+          "asm-llm-proxy: usage not requested for " +
+            this.path +
+            ": the body's closing brace was not in its last chunk",
+        );
       }
       return;
     }
@@ -255,8 +260,14 @@ export class Stream {
         usage.add(scanner);
         this.publish(usage);
       } else {
-        log(LogLevel.Info, "asm-llm-proxy: response body of " + this.path + " could not be read (" +
-          ERROR_NAMES[scanner.error] + "); no tokens recorded");
+        log(
+          LogLevel.Info,
+          "asm-llm-proxy: response body of " +
+            this.path +
+            " could not be read (" +
+            ERROR_NAMES[scanner.error] +
+            "); no tokens recorded",
+        );
       }
     }
     const events = this.events;
@@ -265,8 +276,15 @@ export class Stream {
       sseReaders.push(events);
       events.finish();
       if (events.invalidEvents > 0) {
-        log(LogLevel.Info, "asm-llm-proxy: " + events.invalidEvents.toString() + " event(s) of the stream of " +
-          this.path + " could not be read; usage taken from the other " + events.events.toString());
+        log(
+          LogLevel.Info,
+          "asm-llm-proxy: " +
+            events.invalidEvents.toString() +
+            " event(s) of the stream of " +
+            this.path +
+            " could not be read; usage taken from the other " +
+            events.events.toString(),
+        );
       }
       this.publish(events.usage);
     }
@@ -295,7 +313,12 @@ export class Stream {
     if (usage.reasoning != NO_COUNT) setProperty(P_REASONING_TOKENS, usage.reasoning.toString());
     if (usage.prompt > 0 || usage.completion > 0) {
       const model = this.model;
-      this.root.countTokens(this.destination(), model !== null ? model : UNKNOWN, usage.prompt, usage.completion);
+      this.root.countTokens(
+        this.destination(),
+        model !== null ? model : UNKNOWN,
+        usage.prompt,
+        usage.completion,
+      );
     }
   }
 

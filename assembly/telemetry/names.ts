@@ -67,10 +67,22 @@ export function tagValue(value: string): string {
  */
 export function tagSuffix(workload: string, namespace: string, destination: string, model: string): string {
   return (
-    "|" + TAG_SOURCE_WORKLOAD + "=" + workload +
-    "|" + TAG_SOURCE_NAMESPACE + "=" + namespace +
-    "|" + TAG_DESTINATION_SERVICE + "=" + destination +
-    "|" + TAG_MODEL + "=" + model
+    "|" +
+    TAG_SOURCE_WORKLOAD +
+    "=" +
+    workload +
+    "|" +
+    TAG_SOURCE_NAMESPACE +
+    "=" +
+    namespace +
+    "|" +
+    TAG_DESTINATION_SERVICE +
+    "=" +
+    destination +
+    "|" +
+    TAG_MODEL +
+    "=" +
+    model
   );
 }
 

@@ -22,33 +22,49 @@ export interface ExchangeResult {
   chunks: number;
 }
 
-export async function exchange(host: ProxyWasmHost, x: Exchange, upstreamPort: number, cluster?: string): Promise<ExchangeResult> {
+export async function exchange(
+  host: ProxyWasmHost,
+  x: Exchange,
+  upstreamPort: number,
+  cluster?: string,
+): Promise<ExchangeResult> {
   const s = host.stream({ cluster });
   const hasBody = x.body !== undefined && x.body.length > 0;
-  s.sendRequestHeaders({ ":method": x.method, ":path": x.path, ":authority": x.authority, ...x.headers }, !hasBody);
+  s.sendRequestHeaders(
+    { ":method": x.method, ":path": x.path, ":authority": x.authority, ...x.headers },
+    !hasBody,
+  );
   if (hasBody) s.sendRequestBody(x.body!, true);
   const requestBody = s.forwarded("request");
 
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { host: x.authority, ...x.headers };
     if (hasBody) headers["content-length"] = String(requestBody.length);
-    const req = httpRequest({ host: "127.0.0.1", port: upstreamPort, method: x.method, path: x.path, headers }, (res) => {
-      const responseHeaders: Record<string, string> = { ":status": String(res.statusCode) };
-      for (const [k, v] of Object.entries(res.headers)) if (typeof v === "string") responseHeaders[k] = v;
-      s.sendResponseHeaders(responseHeaders, false);
-      let chunks = 0;
-      res.on("data", (chunk: Buffer) => {
-        chunks++;
-        s.sendResponseBody(new Uint8Array(chunk), false);
-      });
-      res.on("end", () => {
-        // Chunked HTTP/1.1 ends with a zero-length data frame carrying end_of_stream.
-        s.sendResponseBody(new Uint8Array(0), true);
-        s.end();
-        resolve({ stream: s, status: res.statusCode ?? 0, body: new TextDecoder().decode(s.forwarded("response")), chunks });
-      });
-      res.on("error", reject);
-    });
+    const req = httpRequest(
+      { host: "127.0.0.1", port: upstreamPort, method: x.method, path: x.path, headers },
+      (res) => {
+        const responseHeaders: Record<string, string> = { ":status": String(res.statusCode) };
+        for (const [k, v] of Object.entries(res.headers)) if (typeof v === "string") responseHeaders[k] = v;
+        s.sendResponseHeaders(responseHeaders, false);
+        let chunks = 0;
+        res.on("data", (chunk: Buffer) => {
+          chunks++;
+          s.sendResponseBody(new Uint8Array(chunk), false);
+        });
+        res.on("end", () => {
+          // Chunked HTTP/1.1 ends with a zero-length data frame carrying end_of_stream.
+          s.sendResponseBody(new Uint8Array(0), true);
+          s.end();
+          resolve({
+            stream: s,
+            status: res.statusCode ?? 0,
+            body: new TextDecoder().decode(s.forwarded("response")),
+            chunks,
+          });
+        });
+        res.on("error", reject);
+      },
+    );
     req.on("error", reject);
     req.end(Buffer.from(requestBody));
   });

@@ -31,7 +31,12 @@ const HeaderMapType = { RequestHeaders: 0, RequestTrailers: 1, ResponseHeaders: 
 const MetricType = { Counter: 0, Gauge: 1, Histogram: 2 };
 
 /** FilterDataStatus values. */
-export const DataStatus = { Continue: 0, StopIterationAndBuffer: 1, StopIterationAndWatermark: 2, StopIterationNoBuffer: 3 };
+export const DataStatus = {
+  Continue: 0,
+  StopIterationAndBuffer: 1,
+  StopIterationAndWatermark: 2,
+  StopIterationNoBuffer: 3,
+};
 
 export interface HostOptions {
   /** Plugin configuration as Istio sends it: a JSON string (an object is stringified). */
@@ -127,7 +132,9 @@ export class ProxyWasmHost {
       throw new Error("Missing or unknown Proxy-Wasm ABI version");
     }
     const config = this.options.pluginConfig;
-    this.rootConfig = enc.encode(config === undefined ? "" : typeof config === "string" ? config : JSON.stringify(config));
+    this.rootConfig = enc.encode(
+      config === undefined ? "" : typeof config === "string" ? config : JSON.stringify(config),
+    );
     this.inRoot = true;
     try {
       this.call("proxy_on_context_create", this.rootContextId, 0);
@@ -212,6 +219,8 @@ export class ProxyWasmHost {
   // ---- imports ----------------------------------------------------------------------------
 
   private imports(): WebAssembly.Imports {
+    // The import functions are called by the module, not as methods: they reach the host through h.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
     const h = this;
     const env: Record<string, (...a: any[]) => any> = {
       proxy_log(level: number, ptr: number, len: number) {
@@ -242,7 +251,13 @@ export class ProxyWasmHost {
         s.propertySets++;
         return WasmResult.Ok;
       },
-      proxy_get_header_map_value(type: number, keyPtr: number, keyLen: number, outPtr: number, outSize: number) {
+      proxy_get_header_map_value(
+        type: number,
+        keyPtr: number,
+        keyLen: number,
+        outPtr: number,
+        outSize: number,
+      ) {
         const map = h.current?.readableHeaders(type);
         if (!map) return WasmResult.NotFound;
         const key = h.readString(keyPtr, keyLen).toLowerCase();
@@ -440,7 +455,8 @@ export class ProxyWasmHost {
       if (path[1] === "metadata" && path.length === 3) return str(meta[path[2]]);
       return undefined;
     }
-    if (legacy && top === "cluster_name" && path.length === 1 && s && !this.inRoot) return str(s.options.cluster);
+    if (legacy && top === "cluster_name" && path.length === 1 && s && !this.inRoot)
+      return str(s.options.cluster);
     if (top === "plugin_root_id" && path.length === 1) return enc.encode(this.options.rootId ?? "");
     if (top === "plugin_name" && path.length === 1) return enc.encode("asm-llm-proxy");
     // An unknown top-level name falls back to the stream's filter state "wasm.<name>".
@@ -514,7 +530,8 @@ export class HttpStream {
 
   readableHeaders(type: number): Headers | undefined {
     if (type === HeaderMapType.RequestHeaders && this.phase === "requestHeaders") return this.requestHeaders;
-    if (type === HeaderMapType.ResponseHeaders && this.phase === "responseHeaders") return this.responseHeaders;
+    if (type === HeaderMapType.ResponseHeaders && this.phase === "responseHeaders")
+      return this.responseHeaders;
     return undefined;
   }
 

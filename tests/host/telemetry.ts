@@ -31,7 +31,10 @@ export function loadStatsTags(configMapPath: string): TagSpecifier[] {
  * the first capture group is removed from the name, the second (or the first when there is no
  * second) is the tag value. A part already removed is not matched again.
  */
-export function extractTags(fullName: string, specs: TagSpecifier[]): { name: string; tags: Array<[string, string]> } {
+export function extractTags(
+  fullName: string,
+  specs: TagSpecifier[],
+): { name: string; tags: Array<[string, string]> } {
   const removed: Array<[number, number]> = [];
   const tags: Array<[string, string]> = [];
   for (const spec of specs) {
@@ -76,7 +79,8 @@ export function renderPrometheus(host: ProxyWasmHost, specs: TagSpecifier[]): st
   let out = "";
   for (const name of [...families.keys()].sort()) {
     const family = families.get(name)!.sort((a, b) => a.metric.order - b.metric.order);
-    const type = family[0].metric.type === 0 ? "counter" : family[0].metric.type === 1 ? "gauge" : "histogram";
+    const type =
+      family[0].metric.type === 0 ? "counter" : family[0].metric.type === 1 ? "gauge" : "histogram";
     out += `# TYPE ${name} ${type}\n`;
     for (const { metric, tags } of family) {
       const labels = tags.map(([k, v]) => `${sanitizeName(k)}="${sanitizeValue(v)}"`).join(",");
@@ -97,32 +101,35 @@ export interface AccessLogContext {
  * %REQ(header)%, %RESPONSE_CODE%, %UPSTREAM_CLUSTER%. A missing value prints "-", as in Envoy.
  */
 export function renderAccessLog(format: string, ctx: AccessLogContext): string {
-  return format.replace(/%([A-Z_]+)(?:\(([^)]*)\))?(?::(\d+))?%/g, (_all, command: string, arg: string | undefined, max: string | undefined) => {
-    let value: string | undefined;
-    switch (command) {
-      case "FILTER_STATE": {
-        const [key, format = ""] = (arg ?? "").split(":");
-        if (format !== "PLAIN") throw new Error(`FILTER_STATE(${arg}): only :PLAIN is emulated`);
-        value = ctx.stream.state(key);
-        break;
+  return format.replace(
+    /%([A-Z_]+)(?:\(([^)]*)\))?(?::(\d+))?%/g,
+    (_all, command: string, arg: string | undefined, max: string | undefined) => {
+      let value: string | undefined;
+      switch (command) {
+        case "FILTER_STATE": {
+          const [key, format = ""] = (arg ?? "").split(":");
+          if (format !== "PLAIN") throw new Error(`FILTER_STATE(${arg}): only :PLAIN is emulated`);
+          value = ctx.stream.state(key);
+          break;
+        }
+        case "REQ": {
+          const name = (arg ?? "").toLowerCase();
+          value = ctx.stream.requestHeaders.find(([k]) => k === name)?.[1];
+          break;
+        }
+        case "RESPONSE_CODE":
+          value = ctx.responseCode === undefined ? "0" : String(ctx.responseCode);
+          break;
+        case "UPSTREAM_CLUSTER":
+          value = ctx.upstreamCluster ?? ctx.stream.options.cluster;
+          break;
+        default:
+          throw new Error(`access-log command %${command}% is not emulated`);
       }
-      case "REQ": {
-        const name = (arg ?? "").toLowerCase();
-        value = ctx.stream.requestHeaders.find(([k]) => k === name)?.[1];
-        break;
-      }
-      case "RESPONSE_CODE":
-        value = ctx.responseCode === undefined ? "0" : String(ctx.responseCode);
-        break;
-      case "UPSTREAM_CLUSTER":
-        value = ctx.upstreamCluster ?? ctx.stream.options.cluster;
-        break;
-      default:
-        throw new Error(`access-log command %${command}% is not emulated`);
-    }
-    if (value === undefined || value === "") return "-";
-    return max ? value.slice(0, Number(max)) : value;
-  });
+      if (value === undefined || value === "") return "-";
+      return max ? value.slice(0, Number(max)) : value;
+    },
+  );
 }
 
 /** A JSON access-log line: each field's format rendered, as Istio's JSON encoding prints strings. */
