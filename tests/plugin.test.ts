@@ -9,6 +9,11 @@ import { loadStatsTags, renderPrometheus } from "./host/telemetry.ts";
 import { completionBody } from "./mock-upstream.ts";
 import { WASM, BOOTSTRAP_CONFIGMAP, NODE_METADATA, CLUSTER } from "./seed.ts";
 
+/** Token counters defined so far (the filter's own issue counters aside). */
+function tokenCounters(host: ProxyWasmHost): string[] {
+  return [...host.metrics.keys()].filter((k) => k.includes("_tokens|"));
+}
+
 const tags = loadStatsTags(BOOTSTRAP_CONFIGMAP);
 const enc = new TextEncoder();
 
@@ -205,7 +210,7 @@ describe("requests that are not LLM calls", () => {
       const s = call(host, { ...c, cluster: CLUSTER });
       assert.equal(s.filterState.size, 0);
       assert.equal(host.defineCalls, 0);
-      assert.equal(host.metrics.size, 0);
+      assert.deepEqual(tokenCounters(host), []);
     });
   }
 
@@ -237,7 +242,7 @@ describe("responses that are not read", () => {
       responseBody: '{"error":{"message":"rate limited"},"usage":{"prompt_tokens":5}}',
     });
     assert.deepEqual(recorded(s), { model: "gpt-4o", prompt: undefined, completion: undefined });
-    assert.equal(host.metrics.size, 0);
+    assert.deepEqual(tokenCounters(host), []);
   });
 
   test("a compressed response is left unparsed", async () => {
@@ -280,7 +285,8 @@ describe("bodies that cannot be parsed", () => {
         name === "invalid UTF-8" ? Uint8Array.from(body, (ch) => ch.charCodeAt(0)) : enc.encode(body);
       const s = call(host, { requestBody: '{"messages":[]}', responseBody: bytes });
       assert.deepEqual(recorded(s), { model: undefined, prompt: undefined, completion: undefined });
-      assert.equal(host.metrics.size, 0);
+      assert.deepEqual(tokenCounters(host), []);
+      assert.equal(host.counter("asm_llm_proxy_issues|llmproxy_issue=parse_error"), 1);
       assert.ok(
         host.logs.some((l) => l.level === "info" && l.message.includes("could not be read")),
         "one clear log line",
@@ -354,7 +360,7 @@ describe("end of stream", () => {
     const host = await newHost();
     const s = call(host, { cutShort: true, responseBody: completionBody("qwen-turbo") });
     assert.deepEqual(recorded(s), { model: "gpt-4o", prompt: undefined, completion: undefined });
-    assert.equal(host.metrics.size, 0);
+    assert.deepEqual(tokenCounters(host), []);
   });
 
   test("memory does not grow with the number of streams", async () => {

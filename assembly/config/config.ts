@@ -23,8 +23,12 @@ import {
   TYPE_STRINGS,
   OPT_PATHS,
   OPT_INJECT_STREAM_USAGE,
+  OPT_STRIP_ACCEPT_ENCODING,
+  OPT_MAX_SERIES,
   DEFAULT_PATHS,
   DEFAULT_INJECT_STREAM_USAGE,
+  DEFAULT_STRIP_ACCEPT_ENCODING,
+  DEFAULT_MAX_SERIES,
 } from "./options";
 
 export { DEFAULT_PATHS };
@@ -47,6 +51,8 @@ function endsWithAny(path: string, suffixes: string[]): bool {
 export class Config {
   paths: string[] = DEFAULT_PATHS;
   injectStreamUsage: bool = DEFAULT_INJECT_STREAM_USAGE;
+  stripAcceptEncoding: bool = DEFAULT_STRIP_ACCEPT_ENCODING;
+  maxSeries: i32 = <i32>DEFAULT_MAX_SERIES;
 
   /** Whether a request path (which may carry a query string) names an LLM API. */
   matchesPath(path: string): bool {
@@ -66,6 +72,12 @@ export class Config {
         break;
       case OPT_INJECT_STREAM_USAGE:
         this.injectStreamUsage = (value as JSON.Bool).valueOf();
+        break;
+      case OPT_STRIP_ACCEPT_ENCODING:
+        this.stripAcceptEncoding = (value as JSON.Bool).valueOf();
+        break;
+      case OPT_MAX_SERIES:
+        this.maxSeries = <i32>(value as JSON.Integer).valueOf();
         break;
     }
   }

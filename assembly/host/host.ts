@@ -78,15 +78,15 @@ export function removeHeader(map: i32, name: ArrayBuffer): bool {
 export let bufferLength: usize = 0;
 
 /**
- * Copies `length` bytes of a host buffer into plugin memory and returns their address (0 when
+ * Copies `length` bytes from offset `start` of a host buffer into plugin memory and returns their address (0 when
  * there are none). The caller reads them in place and must `release` the address.
  */
-export function readBuffer(type: i32, length: usize): usize {
+export function readBuffer(type: i32, start: usize, length: usize): usize {
   bufferLength = 0;
   if (length == 0) return 0;
   store<usize>(OUT_PTR, 0);
   store<usize>(OUT_SIZE, 0);
-  if (proxy_get_buffer_bytes(type, 0, <u32>length, OUT_PTR, OUT_SIZE) != WasmResult.Ok) return 0;
+  if (proxy_get_buffer_bytes(type, <u32>start, <u32>length, OUT_PTR, OUT_SIZE) != WasmResult.Ok) return 0;
   bufferLength = load<usize>(OUT_SIZE);
   return load<usize>(OUT_PTR);
 }

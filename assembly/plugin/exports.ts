@@ -36,7 +36,7 @@ export function proxy_on_vm_start(rootContextId: u32, configurationSize: u32): u
 
 export function proxy_on_configure(rootContextId: u32, configurationSize: u32): u32 {
   const root = rootFor(rootContextId);
-  const ptr = readBuffer(BufferType.PluginConfiguration, configurationSize);
+  const ptr = readBuffer(BufferType.PluginConfiguration, 0, configurationSize);
   const bytes = new Uint8Array(<i32>bufferLength);
   if (ptr != 0) {
     memory.copy(bytes.dataStart, ptr, bufferLength);

@@ -18,6 +18,8 @@ import {
   KEY_REASONING_TOKENS,
   KEY_REQUEST_STREAM,
   UNKNOWN,
+  ISSUE_ENCODED_BODY,
+  ISSUE_PARSE_ERROR,
   serviceFromCluster,
   hostFromAuthority,
 } from "../telemetry/names";
@@ -44,6 +46,7 @@ const H_STATUS = String.UTF8.encode(":status");
 const H_CONTENT_TYPE = String.UTF8.encode("content-type");
 const H_CONTENT_ENCODING = String.UTF8.encode("content-encoding");
 const H_CONTENT_LENGTH = String.UTF8.encode("content-length");
+const H_ACCEPT_ENCODING = String.UTF8.encode("accept-encoding");
 
 const P_REQUEST_MODEL = String.UTF8.encode(KEY_REQUEST_MODEL);
 const P_RESPONSE_MODEL = String.UTF8.encode(KEY_RESPONSE_MODEL);
@@ -83,6 +86,26 @@ function takeSseReader(): SseReader {
     return r;
   }
   return new SseReader(new JsonScanner(RESPONSE_SCHEMA), new Usage());
+}
+
+/**
+ * Chunks are read in windows of at most this size, so that plugin memory does not grow to the
+ * size of the largest chunk Envoy ever delivers (the host copies what it hands over).
+ */
+const WINDOW: usize = 16384;
+/** The last request chunk is read whole for usage injection only up to this size. */
+const MAX_INJECT_CHUNK: usize = 65536;
+
+/** Scans the current chunk of a body in place, window by window: read, never held or changed. */
+function feedWindows(scanner: JsonScanner | null, events: SseReader | null, type: i32, size: usize): void {
+  for (let start: usize = 0; start < size; start += WINDOW) {
+    const length = size - start < WINDOW ? size - start : WINDOW;
+    const ptr = readBuffer(type, start, length);
+    if (ptr == 0) return;
+    if (scanner !== null) scanner.feed(ptr, bufferLength);
+    if (events !== null) events.feed(ptr, bufferLength);
+    release(ptr);
+  }
 }
 
 const ERROR_NAMES: string[] = ["none", "syntax error", "nesting too deep", "truncated"];
@@ -125,6 +148,9 @@ export class Stream {
     const authority = getHeader(HeaderMapType.RequestHeaders, H_AUTHORITY);
     if (authority !== null) this.authority = authority;
     this.root.readIdentity();
+    // Ask for an uncompressed response, so that its usage can be read (clients such as the
+    // OpenAI SDKs ask for gzip by default, and the sidecar has no decompressor).
+    if (config.stripAcceptEncoding) removeHeader(HeaderMapType.RequestHeaders, H_ACCEPT_ENCODING);
     if (endOfStream) return;
     this.request = takeScanner(requestScanners, false);
     // Headers can only change now, before the body shows whether usage will be injected; without
@@ -137,11 +163,17 @@ export class Stream {
   onRequestBody(size: usize, endOfStream: bool): void {
     const scanner = this.request;
     if (scanner === null) return;
-    const ptr = readBuffer(BufferType.HttpRequestBody, size);
-    const length = bufferLength;
-    if (ptr != 0) scanner.feed(ptr, length);
-    if (endOfStream) this.finishRequest(ptr, length);
-    release(ptr);
+    if (endOfStream && this.mayInject && size <= MAX_INJECT_CHUNK) {
+      // Injection rewrites the last chunk, so it is read whole.
+      const ptr = readBuffer(BufferType.HttpRequestBody, 0, size);
+      const length = bufferLength;
+      if (ptr != 0) scanner.feed(ptr, length);
+      this.finishRequest(ptr, length);
+      release(ptr);
+      return;
+    }
+    feedWindows(scanner, null, BufferType.HttpRequestBody, size);
+    if (endOfStream) this.finishRequest();
   }
 
   /**
@@ -155,15 +187,18 @@ export class Stream {
     if (scanner.finish()) {
       this.readRequest(scanner);
       if (this.mayInject) this.injectUsageOption(scanner, ptr, length);
-    } else if (logEnabled(LogLevel.Debug)) {
-      log(
-        LogLevel.Debug,
-        "asm-llm-proxy: request body of " +
-          this.path +
-          " is not JSON (" +
-          ERROR_NAMES[scanner.error] +
-          "); nothing recorded from it",
-      );
+    } else {
+      this.root.issue(ISSUE_PARSE_ERROR);
+      if (logEnabled(LogLevel.Debug)) {
+        log(
+          LogLevel.Debug,
+          "asm-llm-proxy: request body of " +
+            this.path +
+            " is not JSON (" +
+            ERROR_NAMES[scanner.error] +
+            "); nothing recorded from it",
+        );
+      }
     }
     requestScanners.push(scanner);
   }
@@ -218,6 +253,7 @@ export class Stream {
     }
     const encoding = getHeader(HeaderMapType.ResponseHeaders, H_CONTENT_ENCODING);
     if (encoding !== null && encoding.length > 0 && encoding.toLowerCase() != "identity") {
+      this.root.issue(ISSUE_ENCODED_BODY);
       this.skipResponse("content-encoding " + encoding);
       return;
     }
@@ -239,14 +275,7 @@ export class Stream {
 
   onResponseBody(size: usize, endOfStream: bool): void {
     if (this.response === null && this.events === null) return;
-    const ptr = readBuffer(BufferType.HttpResponseBody, size);
-    if (ptr != 0) {
-      const scanner = this.response;
-      if (scanner !== null) scanner.feed(ptr, bufferLength);
-      const events = this.events;
-      if (events !== null) events.feed(ptr, bufferLength);
-      release(ptr);
-    }
+    feedWindows(this.response, this.events, BufferType.HttpResponseBody, size);
     if (endOfStream) this.finishResponse();
   }
 
@@ -260,6 +289,7 @@ export class Stream {
         usage.add(scanner);
         this.publish(usage);
       } else {
+        this.root.issue(ISSUE_PARSE_ERROR);
         log(
           LogLevel.Info,
           "asm-llm-proxy: response body of " +
@@ -276,6 +306,7 @@ export class Stream {
       sseReaders.push(events);
       events.finish();
       if (events.invalidEvents > 0) {
+        this.root.issue(ISSUE_PARSE_ERROR);
         log(
           LogLevel.Info,
           "asm-llm-proxy: " +

@@ -26,6 +26,27 @@ export const TAG_DESTINATION_SERVICE = "llmproxy_destination_service";
 export const TAG_MODEL = "llmproxy_model";
 
 export const UNKNOWN = "unknown";
+/** The value dimensions are folded into once a VM has reached its series cap. */
+export const OTHER = "other";
+
+/**
+ * The filter's own trouble, one counter per kind: `asm_llm_proxy_issues|llmproxy_issue=<kind>`.
+ * encoded_body: a response body not read because it was compressed;
+ * parse_error: a request or response body (or stream event) that was not valid JSON;
+ * cardinality_overflow: a token count folded into the "other" series;
+ * config_error: a configuration problem (one per problem, at configure time).
+ */
+export const METRIC_ISSUES = "asm_llm_proxy_issues";
+export const TAG_ISSUE = "llmproxy_issue";
+export const ISSUE_ENCODED_BODY = 0;
+export const ISSUE_PARSE_ERROR = 1;
+export const ISSUE_CARDINALITY_OVERFLOW = 2;
+export const ISSUE_CONFIG_ERROR = 3;
+export const ISSUE_NAMES: string[] = ["encoded_body", "parse_error", "cardinality_overflow", "config_error"];
+
+export function issueName(issue: i32): string {
+  return METRIC_ISSUES + "|" + TAG_ISSUE + "=" + ISSUE_NAMES[issue];
+}
 
 /** Longest tag value kept, in UTF-16 units; longer values are cut. */
 export const MAX_TAG_LENGTH: i32 = 128;

@@ -298,8 +298,15 @@ export class ProxyWasmHost {
         const map = h.current?.readableHeaders(type);
         if (!map) return WasmResult.NotFound;
         const key = h.readString(kp, kl).toLowerCase();
-        for (let i = map.length - 1; i >= 0; i--) if (map[i][0] === key) map.splice(i, 1);
-        h.current!.headerChanges++;
+        let removed = 0;
+        for (let i = map.length - 1; i >= 0; i--) {
+          if (map[i][0] === key) {
+            map.splice(i, 1);
+            removed++;
+          }
+        }
+        // Removing a header that is not there changes nothing (and is Ok in Envoy).
+        if (removed > 0) h.current!.headerChanges++;
         return WasmResult.Ok;
       },
       proxy_get_buffer_status(type: number, lenOut: number, flagsOut: number) {
