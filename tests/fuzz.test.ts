@@ -177,6 +177,7 @@ function tagValue(v: string): string {
   if (v.length === 0) return "unknown";
   let n = Math.min(v.length, 128);
   if (n < v.length && v.charCodeAt(n - 1) >= 0xd800 && v.charCodeAt(n - 1) <= 0xdbff) n--;
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is replaced
   return v.slice(0, n).replace(/[|=\u0000-\u001f\u007f]/g, "_");
 }
 

@@ -127,6 +127,7 @@ function count(v: Raw | undefined): string | undefined {
 
 function modelOf(v: Raw | undefined): string | undefined {
   if (typeof v !== "string" || v.length === 0 || !v.isWellFormed()) return undefined;
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
   if (new TextEncoder().encode(v).length > 256 || /[\u0000-\u001f\u007f]/.test(v)) return undefined;
   return v;
 }
