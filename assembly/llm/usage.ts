@@ -3,6 +3,7 @@
 // events of a stream. Pure: no host imports.
 
 import { JsonScanner } from "./json";
+import { MAX_STRING_BYTES } from "./schema";
 import {
   REQUEST_MODEL,
   FIELD_NODES,
@@ -18,7 +19,9 @@ import {
 export const NO_COUNT: i64 = -1;
 
 export class Usage {
-  model: string | null = null;
+  /** The model's UTF-8 bytes: copied from each event that names one, decoded once at the end. */
+  private modelBytes: StaticArray<u8> = new StaticArray<u8>(MAX_STRING_BYTES);
+  private modelLength: i32 = -1;
   prompt: i64 = NO_COUNT;
   completion: i64 = NO_COUNT;
   total: i64 = NO_COUNT;
@@ -28,7 +31,7 @@ export class Usage {
   reports: i32 = 0;
 
   reset(): void {
-    this.model = null;
+    this.modelLength = -1;
     this.prompt = NO_COUNT;
     this.completion = NO_COUNT;
     this.total = NO_COUNT;
@@ -48,8 +51,12 @@ export class Usage {
    * twice. An empty model (Azure's first chunk) is no model.
    */
   add(s: JsonScanner): void {
-    const model = firstString(s, F_MODEL);
-    if (model !== null) this.model = model;
+    const node = firstString(s, F_MODEL);
+    if (node >= 0) {
+      const n = s.stringLength(node);
+      memory.copy(changetype<usize>(this.modelBytes), s.stringPtr(node), <usize>n);
+      this.modelLength = n;
+    }
     let reported = false;
     const prompt = firstCount(s, F_PROMPT);
     if (prompt != NO_COUNT) {
@@ -70,6 +77,12 @@ export class Usage {
     if (reported) this.reports++;
   }
 
+  /** The model the response named, or null. */
+  get model(): string | null {
+    const n = this.modelLength;
+    return n > 0 ? String.UTF8.decodeUnsafe(changetype<usize>(this.modelBytes), <usize>n) : null;
+  }
+
   /** The total the provider reported, else prompt + completion when both are known. */
   get totalTokens(): i64 {
     if (this.total != NO_COUNT) return this.total;
@@ -87,13 +100,14 @@ function firstCount(s: JsonScanner, f: i32): i64 {
   return NO_COUNT;
 }
 
-function firstString(s: JsonScanner, f: i32): string | null {
+/** The schema node of the first non-empty string that carries the value, or -1. */
+function firstString(s: JsonScanner, f: i32): i32 {
   const nodes = unchecked(FIELD_NODES[f]);
   for (let i = 0, n = nodes.length; i < n; i++) {
     const node = unchecked(nodes[i]);
-    if (s.has(node) && s.stringLength(node) > 0) return s.string(node);
+    if (s.has(node) && s.stringLength(node) > 0) return node;
   }
-  return null;
+  return -1;
 }
 
 /** The model a finished, valid request document names, or null. */

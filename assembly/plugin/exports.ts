@@ -43,6 +43,7 @@ export function proxy_on_configure(rootContextId: u32, configurationSize: u32): 
     release(ptr);
   }
   root.configure(bytes);
+  __collect(); // what parsing the configuration left behind
   return 1;
 }
 
@@ -84,11 +85,24 @@ export function proxy_on_done(contextId: u32): u32 {
   return 1;
 }
 
+/**
+ * The module uses AssemblyScript's minimal runtime: garbage is collected only when asked, which
+ * is safe only where no managed object is held on the wasm stack. The end of proxy_on_delete is
+ * such a point; collecting every COLLECT_EVERY deleted contexts bounds the garbage to what that
+ * many streams left, at a fraction of the cost of collecting after each.
+ */
+const COLLECT_EVERY: i32 = 32;
+let deletedSinceCollect: i32 = 0;
+
 export function proxy_on_delete(contextId: u32): void {
   if (streams.has(contextId)) {
     streams.get(contextId).dispose();
     streams.delete(contextId);
   } else if (roots.has(contextId)) {
     roots.delete(contextId);
+  }
+  if (++deletedSinceCollect >= COLLECT_EVERY) {
+    deletedSinceCollect = 0;
+    __collect();
   }
 }

@@ -108,6 +108,9 @@ function feedWindows(scanner: JsonScanner | null, events: SseReader | null, type
   }
 }
 
+/** Usage of a JSON response body: filled and published within one call, so one serves all. */
+const bodyUsage = new Usage();
+
 const ERROR_NAMES: string[] = ["none", "syntax error", "nesting too deep", "truncated"];
 
 function startsWithIgnoreCase(value: string, prefix: string): bool {
@@ -285,7 +288,8 @@ export class Stream {
       this.response = null;
       responseScanners.push(scanner);
       if (scanner.finish()) {
-        const usage = new Usage();
+        const usage = bodyUsage;
+        usage.reset();
         usage.add(scanner);
         this.publish(usage);
       } else {
