@@ -10,7 +10,7 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    files: ["tests/**/*.ts", "scripts/**/*.ts", "*.js"],
+    files: ["tests/**/*.ts", "scripts/**/*.ts", "bench/*.ts", "*.js"],
     languageOptions: {
       globals: { process: "readonly", console: "readonly", setTimeout: "readonly", Buffer: "readonly" },
     },
@@ -20,7 +20,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ["assembly/**/*.ts"],
+    files: ["assembly/**/*.ts", "bench/wasm/**/*.ts"],
     rules: {
       // AssemblyScript's types (i32, usize, ...) and builtins (load, store, unchecked, ...) are
       // ambient declarations the compiler provides.

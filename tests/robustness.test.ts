@@ -192,7 +192,9 @@ describe("size", () => {
 
   test("a huge model string is not recorded and costs no memory", async () => {
     const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA });
-    llmCall(host, { body: completionBody("m") });
+    // Warm up with bodies larger than one 16 KiB read window.
+    const warm = JSON.stringify({ model: "w", pad: "p".repeat(40_000) });
+    llmCall(host, { request: warm, body: completionBody("m") });
     const before = host.memoryBytes;
     // One 4 MB chunk: the plugin reads it in windows, so memory does not grow to its size.
     const s = llmCall(host, {

@@ -61,3 +61,12 @@ field(F_MODEL, "response.model", KIND_STRING);
 usageAt("response.");
 field(F_MODEL, "message.model", KIND_STRING);
 usageAt("message.");
+
+/** For each logical value, a mask of its nodes for JsonScanner.present (a node >= 64: every bit). */
+export const FIELD_MASKS = new StaticArray<u64>(FIELD_COUNT);
+for (let f = 0; f < FIELD_COUNT; f++) {
+  let mask: u64 = 0;
+  const nodes = FIELD_NODES[f];
+  for (let i = 0; i < nodes.length; i++) mask |= nodes[i] < 64 ? (<u64>1) << (<u64>nodes[i]) : ~(<u64>0);
+  FIELD_MASKS[f] = mask;
+}

@@ -107,6 +107,12 @@ export class JsonScanner {
   /** Schema node the next value belongs to, or -1. */
   pending: i32 = -1;
   /**
+   * Bit n set when node n (n < 64; any higher node sets every bit) has been PRESENT since the
+   * last reset: a cheap first test before reading fields. It may be set for a field that was
+   * forgotten or made invalid later, never clear for one that is present.
+   */
+  present: u64 = 0;
+  /**
    * Offset, within the bytes of the `feed` call in which it happened, of the bracket that closed
    * the top-level object or array; -1 before that.
    */
@@ -159,11 +165,8 @@ export class JsonScanner {
     this.escape = E_NONE;
     this.highSurrogate = 0;
     this.utf8Remaining = 0;
-    const n = this.states.length;
-    for (let i = 0; i < n; i++) {
-      unchecked((this.states[i] = ABSENT));
-      unchecked((this.stringLengths[i] = 0));
-    }
+    memory.fill(changetype<usize>(this.states), ABSENT, <usize>this.states.length);
+    this.present = 0;
   }
 
   get failed(): bool {
@@ -285,6 +288,24 @@ export class JsonScanner {
           break;
         }
         case M_NUMBER: {
+          if (this.numberState == N_INT && c - 0x30 < 10) {
+            // Digits of the integer part, in one run.
+            let v = this.numberValue;
+            let q = p;
+            while (q < end) {
+              const d = <u32>load<u8>(q) - 0x30;
+              if (d >= 10) break;
+              v = v * 10 + <u64>d;
+              if (v > MAX_SAFE_INT) {
+                this.numberBad = true;
+                v = MAX_SAFE_INT;
+              }
+              q++;
+            }
+            this.numberValue = v;
+            p = q;
+            continue;
+          }
           if (!this.numberByte(c)) continue; // the byte ends the number: look at it again
           break;
         }
@@ -316,7 +337,7 @@ export class JsonScanner {
       if (node >= 0) {
         if (kind == KIND_OBJECT) {
           child = node;
-          if (node > 0) unchecked((this.states[node] = PRESENT));
+          if (node > 0) this.markPresent(node);
         } else {
           unchecked((this.states[node] = INVALID));
         }
@@ -496,7 +517,7 @@ export class JsonScanner {
       if (this.numberBad) {
         unchecked((this.states[node] = INVALID));
       } else {
-        unchecked((this.states[node] = PRESENT));
+        this.markPresent(node);
         unchecked((this.numbers[node] = this.numberValue));
       }
     }
@@ -506,7 +527,7 @@ export class JsonScanner {
   private endLiteral(): void {
     const node = this.literalNode;
     if (node > 0) {
-      unchecked((this.states[node] = PRESENT));
+      this.markPresent(node);
       unchecked((this.numbers[node] = this.literal == LITERAL_TRUE ? 1 : 0));
     }
     this.endValue();
@@ -550,13 +571,17 @@ export class JsonScanner {
         p++;
         continue;
       }
-      if (!capturing) {
-        // Fast path: skip plain ASCII that needs no attention.
-        while (p < end) {
-          const b = <u32>load<u8>(p);
-          if (b == 0x22 || b == 0x5c || b < 0x20 || b >= 0x80) break;
-          p++;
-        }
+      // Fast path: a run of plain ASCII (no quote, backslash, control character or DEL), taken
+      // whole and, when the string is kept, copied at once.
+      let q = p;
+      while (q < end) {
+        const b = <u32>load<u8>(q);
+        if (b == 0x22 || b == 0x5c || b < 0x20 || b >= 0x7f) break;
+        q++;
+      }
+      if (q > p) {
+        if (capturing) this.appendRun(p, q - p);
+        p = q;
         if (p == end) return p;
       }
       const b = <u32>load<u8>(p);
@@ -691,6 +716,23 @@ export class JsonScanner {
     }
   }
 
+  /** Appends plain ASCII bytes (never control characters) to the string being kept. */
+  private appendRun(ptr: usize, n: usize): void {
+    if (this.highSurrogate != 0) this.loneSurrogate();
+    const capture = this.capture;
+    const length = this.captureLength;
+    const room = capture == CAP_KEY ? MAX_KEY_BYTES : MAX_STRING_BYTES;
+    if (length < room) {
+      const take = <usize>(room - length) < n ? <usize>(room - length) : n;
+      const base =
+        capture == CAP_KEY
+          ? changetype<usize>(this.key)
+          : changetype<usize>(this.strings) + <usize>unchecked(this.schema.stringOffsets[capture]);
+      memory.copy(base + <usize>length, ptr, take);
+    }
+    this.captureLength = length + <i32>n;
+  }
+
   private append(b: u32): void {
     const capture = this.capture;
     const n = this.captureLength;
@@ -729,20 +771,22 @@ export class JsonScanner {
       if (this.captureBad || n > MAX_STRING_BYTES) {
         unchecked((this.states[capture] = INVALID));
       } else {
-        unchecked((this.states[capture] = PRESENT));
+        this.markPresent(capture);
         unchecked((this.stringLengths[capture] = n));
       }
     }
     this.endValue();
   }
 
+  private markPresent(node: i32): void {
+    unchecked((this.states[node] = PRESENT));
+    this.present |= node < 64 ? (<u64>1) << (<u64>node) : ~(<u64>0);
+  }
+
   /** A new occurrence of a key: forget what an earlier one (and its members) said. */
   private forget(node: i32): void {
     unchecked((this.states[node] = ABSENT));
-    if (unchecked(this.schema.kinds[node]) != KIND_OBJECT) return;
-    const n = this.states.length;
-    for (let i = node + 1; i < n; i++) {
-      if (this.schema.isAncestor(node, i)) unchecked((this.states[i] = ABSENT));
-    }
+    const below = unchecked(this.schema.descendants[node]);
+    for (let i = 0, n = below.length; i < n; i++) unchecked((this.states[unchecked(below[i])] = ABSENT));
   }
 }

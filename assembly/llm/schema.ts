@@ -25,6 +25,8 @@ export class Schema {
   /** Children as linked lists, so a key is compared only with its siblings. */
   firstChild: Array<i32> = [-1];
   nextSibling: Array<i32> = [-1];
+  /** Every node below each node, so that a repeated key can forget its members quickly. */
+  descendants: Array<Array<i32>> = [[]];
   stringBytes: i32 = 0;
 
   get size(): i32 {
@@ -49,6 +51,8 @@ export class Schema {
         this.firstChild.push(-1);
         this.nextSibling.push(this.firstChild[node]);
         this.firstChild[node] = child;
+        this.descendants.push([]);
+        for (let a = node; a >= 0; a = this.parents[a]) this.descendants[a].push(child);
         if (childKind == KIND_STRING) {
           this.stringOffsets.push(this.stringBytes);
           this.stringBytes += MAX_STRING_BYTES;
@@ -72,14 +76,5 @@ export class Schema {
       i = unchecked(this.nextSibling[i]);
     }
     return -1;
-  }
-
-  isAncestor(ancestor: i32, node: i32): bool {
-    let p = unchecked(this.parents[node]);
-    while (p >= 0) {
-      if (p == ancestor) return true;
-      p = unchecked(this.parents[p]);
-    }
-    return false;
   }
 }

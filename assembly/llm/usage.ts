@@ -7,6 +7,7 @@ import { MAX_STRING_BYTES } from "./schema";
 import {
   REQUEST_MODEL,
   FIELD_NODES,
+  FIELD_MASKS,
   F_MODEL,
   F_PROMPT,
   F_COMPLETION,
@@ -51,6 +52,7 @@ export class Usage {
    * twice. An empty model (Azure's first chunk) is no model.
    */
   add(s: JsonScanner): void {
+    if (s.present == 0) return; // most stream events carry none of the fields
     const node = firstString(s, F_MODEL);
     if (node >= 0) {
       const n = s.stringLength(node);
@@ -92,6 +94,7 @@ export class Usage {
 }
 
 function firstCount(s: JsonScanner, f: i32): i64 {
+  if ((s.present & unchecked(FIELD_MASKS[f])) == 0) return NO_COUNT;
   const nodes = unchecked(FIELD_NODES[f]);
   for (let i = 0, n = nodes.length; i < n; i++) {
     const node = unchecked(nodes[i]);
@@ -102,6 +105,7 @@ function firstCount(s: JsonScanner, f: i32): i64 {
 
 /** The schema node of the first non-empty string that carries the value, or -1. */
 function firstString(s: JsonScanner, f: i32): i32 {
+  if ((s.present & unchecked(FIELD_MASKS[f])) == 0) return -1;
   const nodes = unchecked(FIELD_NODES[f]);
   for (let i = 0, n = nodes.length; i < n; i++) {
     const node = unchecked(nodes[i]);

@@ -184,12 +184,28 @@ export class ProxyWasmHost {
 
   // ---- memory helpers ---------------------------------------------------------------------
 
+  // Views of linear memory, rebuilt only when memory grows (growth replaces the ArrayBuffer).
+  private viewBuffer: ArrayBuffer | null = null;
+  private bytesView!: Uint8Array;
+  private dataView!: DataView;
+
+  private refresh(): void {
+    const buffer = this.memory.buffer;
+    if (buffer !== this.viewBuffer) {
+      this.viewBuffer = buffer;
+      this.bytesView = new Uint8Array(buffer);
+      this.dataView = new DataView(buffer);
+    }
+  }
+
   private bytes(): Uint8Array {
-    return new Uint8Array(this.memory.buffer);
+    this.refresh();
+    return this.bytesView;
   }
 
   private view(): DataView {
-    return new DataView(this.memory.buffer);
+    this.refresh();
+    return this.dataView;
   }
 
   private read(ptr: number, len: number): Uint8Array {
@@ -198,7 +214,8 @@ export class ProxyWasmHost {
   }
 
   private readString(ptr: number, len: number): string {
-    return dec.decode(this.read(ptr, len));
+    if (ptr + len > this.memory.buffer.byteLength) throw new Trap("out of bounds read");
+    return dec.decode(this.bytes().subarray(ptr, ptr + len));
   }
 
   /** Allocates in the guest with its malloc and copies data there; writes ptr/size out-params. */
@@ -520,8 +537,23 @@ export class HttpStream {
   ended = false;
 
   private phase: Phase = "none";
-  private chunk: Uint8Array | null = null;
-  private buffered: Uint8Array[] = [[], []].map(() => new Uint8Array(0));
+  /** The body buffer of the running body callback: parts, joined only when the plugin reads it. */
+  private chunkParts: Uint8Array[] | null = null;
+  private chunkJoined: Uint8Array | null = null;
+  /** What a StopIterationAndBuffer kept, per direction (Envoy appends; so does this). */
+  private buffered: Uint8Array[][] = [[], []];
+
+  private get chunk(): Uint8Array | null {
+    if (this.chunkJoined === null && this.chunkParts !== null) {
+      this.chunkJoined = this.chunkParts.length === 1 ? this.chunkParts[0] : concat(this.chunkParts);
+    }
+    return this.chunkJoined;
+  }
+
+  private set chunk(v: Uint8Array | null) {
+    this.chunkJoined = v;
+    this.chunkParts = v === null ? null : [v];
+  }
 
   constructor(
     readonly host: ProxyWasmHost,
@@ -630,21 +662,29 @@ export class HttpStream {
   }
 
   private body(direction: 0 | 1, data: Uint8Array, endOfStream: boolean): void {
-    const pending = concat([this.buffered[direction], data]);
-    this.chunk = pending;
+    const parts = [...this.buffered[direction], data];
+    let size = 0;
+    for (const p of parts) size += p.length;
+    this.chunkParts = parts;
+    this.chunkJoined = null;
     const phase = direction === 0 ? "requestBody" : "responseBody";
     const cb = direction === 0 ? "proxy_on_request_body" : "proxy_on_response_body";
-    const status = this.run(phase, () => this.host.call(cb, this.id, pending.length, endOfStream ? 1 : 0));
-    const out = this.chunk;
-    this.chunk = null;
+    const status = this.run(phase, () => this.host.call(cb, this.id, size, endOfStream ? 1 : 0));
+    const changed =
+      this.chunkJoined !== null && this.chunkParts!.length === 1 && this.chunkParts![0] === this.chunkJoined;
+    const out = changed ? [this.chunkJoined!] : this.chunkParts!;
+    this.chunkParts = null;
+    this.chunkJoined = null;
     // A failed VM under FAIL_OPEN lets data through; so does Continue.
     if (status === undefined || status === DataStatus.Continue || endOfStream) {
       if (status !== undefined && status !== DataStatus.Continue) this.held++;
-      (direction === 0 ? this.forwardedRequest : this.forwardedResponse).push(out);
-      this.buffered[direction] = new Uint8Array(0);
+      (direction === 0 ? this.forwardedRequest : this.forwardedResponse).push(
+        out.length === 1 ? out[0] : concat(out),
+      );
+      this.buffered[direction] = [];
     } else {
       this.held++;
-      this.buffered[direction] = status === DataStatus.StopIterationAndBuffer ? out : new Uint8Array(0);
+      this.buffered[direction] = status === DataStatus.StopIterationAndBuffer ? out : [];
     }
   }
 }
