@@ -248,6 +248,8 @@ test(`fuzz: ${CASES_PER_RUN} random and mutated bodies and streams (seed ${SEED}
     for (const [metric, v] of [
       ["asm_llm_proxy_prompt_tokens", expected.prompt],
       ["asm_llm_proxy_completion_tokens", expected.completion],
+      ["asm_llm_proxy_cached_tokens", expected.cached],
+      ["asm_llm_proxy_reasoning_tokens", expected.reasoning],
     ] as const) {
       if (v !== undefined && Number(v) > 0)
         expectedCounters.set(metric + dims, (expectedCounters.get(metric + dims) ?? 0) + Number(v));

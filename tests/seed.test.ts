@@ -71,7 +71,8 @@ test("seed: each distinct counter is defined once per VM", async () => {
       s.end();
     }
   }
-  assert.equal(host.defineCalls, 4, "2 metrics x 2 models");
+  // Per model: the two token counters, asm_llm_proxy_requests and the duration histogram.
+  assert.equal(host.defineCalls, 8, "4 metrics x 2 models, each defined once");
   assert.equal(
     host.counter(
       "asm_llm_proxy_prompt_tokens|llmproxy_source_workload=sleep|llmproxy_source_workload_namespace=default|llmproxy_destination_service=dashscope.aliyuncs.com|llmproxy_model=qwen-turbo",

@@ -72,7 +72,12 @@ export const PROMETHEUS_LINES = [
   'asm_llm_proxy_prompt_tokens{llmproxy_source_workload="sleep",llmproxy_source_workload_namespace="default",llmproxy_destination_service="dashscope.aliyuncs.com",llmproxy_model="qwen-turbo"} 11',
 ];
 
-/** `grep llmproxy` over a /stats/prometheus text. */
+/**
+ * `grep llmproxy` over a /stats/prometheus text, kept to the seed's two token counters (the
+ * plugin also exports asm_llm_proxy_requests and latency histograms, which the seed predates).
+ */
 export function grepLlmproxy(text: string): string[] {
-  return text.split("\n").filter((l) => l.includes("llmproxy"));
+  return text
+    .split("\n")
+    .filter((l) => l.includes("llmproxy") && /^asm_llm_proxy_(prompt|completion)_tokens\{/.test(l));
 }

@@ -25,11 +25,16 @@ import {
   OPT_INJECT_STREAM_USAGE,
   OPT_STRIP_ACCEPT_ENCODING,
   OPT_MAX_SERIES,
+  OPT_RESPONSE_MODEL_DIMENSION,
+  OPT_HEADER_DIMENSIONS,
   DEFAULT_PATHS,
   DEFAULT_INJECT_STREAM_USAGE,
   DEFAULT_STRIP_ACCEPT_ENCODING,
   DEFAULT_MAX_SERIES,
+  DEFAULT_RESPONSE_MODEL_DIMENSION,
+  DEFAULT_HEADER_DIMENSIONS,
 } from "./options";
+import { headerDimension } from "../telemetry/names";
 
 export { DEFAULT_PATHS };
 
@@ -53,6 +58,10 @@ export class Config {
   injectStreamUsage: bool = DEFAULT_INJECT_STREAM_USAGE;
   stripAcceptEncoding: bool = DEFAULT_STRIP_ACCEPT_ENCODING;
   maxSeries: i32 = <i32>DEFAULT_MAX_SERIES;
+  responseModelDimension: bool = DEFAULT_RESPONSE_MODEL_DIMENSION;
+  /** Request headers kept as dimensions, lower case, and their dimension names. */
+  headers: string[] = DEFAULT_HEADER_DIMENSIONS;
+  headerNames: string[] = [];
 
   /** Whether a request path (which may carry a query string) names an LLM API. */
   matchesPath(path: string): bool {
@@ -64,9 +73,26 @@ export class Config {
     return this.injectStreamUsage && endsWithAny(stripQuery(path), USAGE_OPTION_PATHS);
   }
 
-  /** Sets one option from a value that has passed validation. */
-  apply(option: i32, value: JSON.Value): void {
+  /** Sets one option from a value that has passed type validation; returns a problem or null. */
+  apply(option: i32, value: JSON.Value): string | null {
     switch (option) {
+      case OPT_HEADER_DIMENSIONS: {
+        const headers = strings(value);
+        const names = new Array<string>(headers.length);
+        for (let i = 0; i < headers.length; i++) {
+          const name = headerDimension(headers[i]);
+          if (name === null) return "names a header that collides with a built-in dimension: " + headers[i];
+          if (names.includes(name)) return "names two headers with the same dimension: " + name;
+          names[i] = name;
+          headers[i] = headers[i].toLowerCase();
+        }
+        this.headers = headers;
+        this.headerNames = names;
+        break;
+      }
+      case OPT_RESPONSE_MODEL_DIMENSION:
+        this.responseModelDimension = (value as JSON.Bool).valueOf();
+        break;
       case OPT_PATHS:
         this.paths = strings(value);
         break;
@@ -80,6 +106,7 @@ export class Config {
         this.maxSeries = <i32>(value as JSON.Integer).valueOf();
         break;
     }
+    return null;
   }
 }
 
@@ -131,7 +158,8 @@ export function parseConfig(bytes: Uint8Array): ConfigResult {
       result.errors.push("'" + key + "' " + problem + "; using the default");
       continue;
     }
-    result.config.apply(option, value!);
+    const rejected = result.config.apply(option, value!);
+    if (rejected !== null) result.errors.push("'" + key + "' " + rejected + "; using the default");
   }
   return result;
 }

@@ -12,6 +12,7 @@ export {
   proxy_get_buffer_bytes,
   proxy_define_metric,
   proxy_increment_metric,
+  proxy_record_metric,
   proxy_get_current_time_nanoseconds,
 } from "@solo-io/proxy-runtime/assembly/imports";
 
@@ -60,6 +61,7 @@ export namespace HeaderMapType {
 
 export namespace MetricType {
   export const Counter: i32 = 0;
+  export const Histogram: i32 = 2;
 }
 
 /** FilterHeadersStatus and FilterDataStatus share the value 0 for Continue. */

@@ -14,6 +14,8 @@ import {
   proxy_set_buffer_bytes,
   proxy_define_metric,
   proxy_increment_metric,
+  proxy_record_metric,
+  proxy_get_current_time_nanoseconds,
   WasmResult,
   MetricType,
 } from "./abi";
@@ -98,12 +100,33 @@ export function replaceBuffer(type: i32, length: usize, ptr: usize, size: usize)
   return proxy_set_buffer_bytes(type, 0, <u32>length, ptr, size) == WasmResult.Ok;
 }
 
-/** Defines a counter; returns its id, or -1 when the host refuses. */
-export function defineCounter(name: string): i64 {
+function defineMetric(type: i32, name: string): i64 {
   const bytes = String.UTF8.encode(name);
   store<u32>(OUT_PTR, 0);
-  const result = proxy_define_metric(MetricType.Counter, changetype<usize>(bytes), bytes.byteLength, OUT_PTR);
+  const result = proxy_define_metric(type, changetype<usize>(bytes), bytes.byteLength, OUT_PTR);
   return result == WasmResult.Ok ? <i64>load<u32>(OUT_PTR) : -1;
+}
+
+/** Defines a counter; returns its id, or -1 when the host refuses. */
+export function defineCounter(name: string): i64 {
+  return defineMetric(MetricType.Counter, name);
+}
+
+/** Defines a histogram (Envoy's default buckets); returns its id, or -1 when the host refuses. */
+export function defineHistogram(name: string): i64 {
+  return defineMetric(MetricType.Histogram, name);
+}
+
+/** Records one sample in a histogram. */
+export function recordHistogram(id: u32, value: u64): bool {
+  return proxy_record_metric(id, value) == WasmResult.Ok;
+}
+
+/** The host's clock in nanoseconds, or 0 when it does not answer. */
+export function nowNanos(): u64 {
+  store<u64>(OUT_PTR, 0);
+  if (proxy_get_current_time_nanoseconds(OUT_PTR) != WasmResult.Ok) return 0;
+  return load<u64>(OUT_PTR);
 }
 
 /** Adds delta to a counter. Envoy refuses a zero delta on counters, so none is sent. */

@@ -73,7 +73,7 @@ export function proxy_on_response_body(contextId: u32, size: u32, endOfStream: u
 }
 
 export function proxy_on_response_trailers(contextId: u32, trailers: u32): u32 {
-  if (streams.has(contextId)) streams.get(contextId).finishResponse();
+  if (streams.has(contextId)) streams.get(contextId).endResponse();
   return CONTINUE;
 }
 

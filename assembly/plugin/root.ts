@@ -12,11 +12,44 @@ import {
   OTHER,
   METRIC_PROMPT_TOKENS,
   METRIC_COMPLETION_TOKENS,
+  METRIC_CACHED_TOKENS,
+  METRIC_REASONING_TOKENS,
+  METRIC_REQUESTS,
+  METRIC_FIRST_TOKEN_MS,
+  METRIC_DURATION_MS,
+  TAG_RESPONSE_MODEL,
+  TAG_USAGE,
+  TAG_STREAM,
   ISSUE_NAMES,
   ISSUE_CARDINALITY_OVERFLOW,
   ISSUE_CONFIG_ERROR,
 } from "../telemetry/names";
-import { getProperty, defineCounter, incrementCounter, log, logEnabled, LogLevel } from "../host/host";
+import { Usage, NO_COUNT } from "../llm/usage";
+import {
+  getProperty,
+  defineCounter,
+  defineHistogram,
+  incrementCounter,
+  recordHistogram,
+  log,
+  logEnabled,
+  LogLevel,
+} from "../host/host";
+
+/** What one finished LLM call reports to the metrics. */
+export class CallRecord {
+  destination: string = UNKNOWN;
+  model: string = UNKNOWN;
+  responseModel: string = UNKNOWN;
+  /** Values of the configured header dimensions, in configuration order. */
+  headers: string[] = [];
+  usage: Usage | null = null;
+  usageStatus: string = "";
+  stream: bool = false;
+  /** Milliseconds, or -1 when unknown. */
+  firstTokenMs: i64 = -1;
+  durationMs: i64 = -1;
+}
 
 // Property paths: segments joined by NUL, as proxy_get_property expects. Current Envoy serves the
 // node under `xds`; releases before 1.33 served it as the top-level `node`.
@@ -45,8 +78,8 @@ export class Root {
   workload: string = UNKNOWN;
   namespace: string = UNKNOWN;
 
-  /** Counter ids by full stat name: Envoy hands out a new id for every define call. */
-  private counters: Map<string, u32> = new Map<string, u32>();
+  /** Metric ids by full stat name: Envoy hands out a new id for every define call. */
+  private metrics: Map<string, u32> = new Map<string, u32>();
   /** Distinct dimension suffixes (destination, model) counted so far, up to config.maxSeries. */
   private series: Set<string> = new Set<string>();
   /** Issue counter ids, defined on first use. */
@@ -81,19 +114,57 @@ export class Root {
     }
   }
 
-  /** Adds prompt and completion tokens to the counters of (destination, model). */
-  countTokens(destination: string, model: string, prompt: i64, completion: i64): void {
-    let suffix = tagSuffix(this.workload, this.namespace, tagValue(destination), tagValue(model));
-    if (!this.series.has(suffix)) {
-      if (this.series.size < this.config.maxSeries) {
-        this.series.add(suffix);
-      } else {
-        suffix = tagSuffix(this.workload, this.namespace, OTHER, OTHER);
-        this.issue(ISSUE_CARDINALITY_OVERFLOW);
-      }
+  /**
+   * The dimensions part of the stat names of a call, within the series cap: a pair (destination,
+   * model, and the opt-in dimensions) not seen before in this VM is folded into "other" once the
+   * VM has counted config.maxSeries of them.
+   */
+  private dimensions(r: CallRecord): string {
+    const config = this.config;
+    let extra = "";
+    if (config.responseModelDimension) extra += "|" + TAG_RESPONSE_MODEL + "=" + tagValue(r.responseModel);
+    const names = config.headerNames;
+    for (let i = 0; i < names.length; i++) extra += "|llmproxy_" + names[i] + "=" + tagValue(r.headers[i]);
+    const suffix =
+      tagSuffix(this.workload, this.namespace, tagValue(r.destination), tagValue(r.model)) + extra;
+    if (this.series.has(suffix)) return suffix;
+    if (this.series.size < config.maxSeries) {
+      this.series.add(suffix);
+      return suffix;
     }
-    if (prompt > 0) this.add(METRIC_PROMPT_TOKENS + suffix, <u64>prompt);
-    if (completion > 0) this.add(METRIC_COMPLETION_TOKENS + suffix, <u64>completion);
+    this.issue(ISSUE_CARDINALITY_OVERFLOW);
+    let folded = "";
+    if (config.responseModelDimension) folded += "|" + TAG_RESPONSE_MODEL + "=" + OTHER;
+    for (let i = 0; i < names.length; i++) folded += "|llmproxy_" + names[i] + "=" + OTHER;
+    return tagSuffix(this.workload, this.namespace, OTHER, OTHER) + folded;
+  }
+
+  /** Counts a finished LLM call: the request, its tokens and its latency. */
+  record(r: CallRecord): void {
+    const dims = this.dimensions(r);
+    this.add(
+      METRIC_REQUESTS +
+        dims +
+        "|" +
+        TAG_USAGE +
+        "=" +
+        r.usageStatus +
+        "|" +
+        TAG_STREAM +
+        "=" +
+        (r.stream ? "true" : "false"),
+      1,
+    );
+    const usage = r.usage;
+    if (usage !== null) {
+      if (usage.prompt > 0) this.add(METRIC_PROMPT_TOKENS + dims, <u64>usage.prompt);
+      if (usage.completion > 0) this.add(METRIC_COMPLETION_TOKENS + dims, <u64>usage.completion);
+      if (usage.cached > 0) this.add(METRIC_CACHED_TOKENS + dims, <u64>usage.cached);
+      if (usage.reasoning > 0) this.add(METRIC_REASONING_TOKENS + dims, <u64>usage.reasoning);
+    }
+    if (r.stream && r.firstTokenMs != NO_COUNT)
+      this.sample(METRIC_FIRST_TOKEN_MS + dims, <u64>r.firstTokenMs);
+    if (r.durationMs != NO_COUNT) this.sample(METRIC_DURATION_MS + dims, <u64>r.durationMs);
   }
 
   /** Counts one occurrence of the filter's own trouble. */
@@ -107,19 +178,25 @@ export class Root {
     incrementCounter(<u32>id, 1);
   }
 
-  private add(name: string, delta: u64): void {
-    let id: u32;
-    if (this.counters.has(name)) {
-      id = this.counters.get(name);
-    } else {
-      const defined = defineCounter(name);
-      if (defined < 0) {
-        log(LogLevel.Warn, "asm-llm-proxy: the proxy refused to define counter " + name);
-        return;
-      }
-      id = <u32>defined;
-      this.counters.set(name, id);
+  /** The id of a metric by full name, defined on first use; -1 when the proxy refuses it. */
+  private id(name: string, histogram: bool): i64 {
+    if (this.metrics.has(name)) return <i64>this.metrics.get(name);
+    const defined = histogram ? defineHistogram(name) : defineCounter(name);
+    if (defined < 0) {
+      log(LogLevel.Warn, "asm-llm-proxy: the proxy refused to define metric " + name);
+      return -1;
     }
-    incrementCounter(id, delta);
+    this.metrics.set(name, <u32>defined);
+    return defined;
+  }
+
+  private add(name: string, delta: u64): void {
+    const id = this.id(name, false);
+    if (id >= 0) incrementCounter(<u32>id, delta);
+  }
+
+  private sample(name: string, value: u64): void {
+    const id = this.id(name, true);
+    if (id >= 0) recordHistogram(<u32>id, value);
   }
 }

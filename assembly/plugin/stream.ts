@@ -17,6 +17,18 @@ import {
   KEY_CACHED_TOKENS,
   KEY_REASONING_TOKENS,
   KEY_REQUEST_STREAM,
+  KEY_USAGE,
+  KEY_FIRST_TOKEN_MS,
+  KEY_DURATION_MS,
+  KEY_MS_PER_OUTPUT_TOKEN,
+  KEY_HEADER_PREFIX,
+  USAGE_PRESENT,
+  USAGE_MISSING,
+  USAGE_INJECTED,
+  USAGE_ENCODED,
+  USAGE_PARSE_ERROR,
+  USAGE_ABORTED,
+  USAGE_ERROR,
   UNKNOWN,
   ISSUE_ENCODED_BODY,
   ISSUE_PARSE_ERROR,
@@ -31,13 +43,14 @@ import {
   replaceBuffer,
   bufferLength,
   release,
+  nowNanos,
   log,
   logEnabled,
   LogLevel,
   BufferType,
   HeaderMapType,
 } from "../host/host";
-import { Root, firstProperty } from "./root";
+import { Root, CallRecord, firstProperty } from "./root";
 
 const H_METHOD = String.UTF8.encode(":method");
 const H_PATH = String.UTF8.encode(":path");
@@ -56,6 +69,10 @@ const P_TOTAL_TOKENS = String.UTF8.encode(KEY_TOTAL_TOKENS);
 const P_CACHED_TOKENS = String.UTF8.encode(KEY_CACHED_TOKENS);
 const P_REASONING_TOKENS = String.UTF8.encode(KEY_REASONING_TOKENS);
 const P_REQUEST_STREAM = String.UTF8.encode(KEY_REQUEST_STREAM);
+const P_USAGE = String.UTF8.encode(KEY_USAGE);
+const P_FIRST_TOKEN_MS = String.UTF8.encode(KEY_FIRST_TOKEN_MS);
+const P_DURATION_MS = String.UTF8.encode(KEY_DURATION_MS);
+const P_MS_PER_OUTPUT_TOKEN = String.UTF8.encode(KEY_MS_PER_OUTPUT_TOKEN);
 
 const CLUSTER_PATHS: ArrayBuffer[] = [
   String.UTF8.encode("xds\0cluster_name"),
@@ -110,6 +127,8 @@ function feedWindows(scanner: JsonScanner | null, events: SseReader | null, type
 
 /** Usage of a JSON response body: filled and published within one call, so one serves all. */
 const bodyUsage = new Usage();
+/** Likewise the record handed to Root.record. */
+const callRecord = new CallRecord();
 
 const ERROR_NAMES: string[] = ["none", "syntax error", "nesting too deep", "truncated"];
 
@@ -123,6 +142,8 @@ export class Stream {
   llm: bool = false;
   authority: string = "";
   path: string = "";
+  /** Values of the configured header dimensions. */
+  headers: string[] = [];
   request: JsonScanner | null = null;
   /** The response body is one JSON document. */
   response: JsonScanner | null = null;
@@ -131,9 +152,19 @@ export class Stream {
   model: string | null = null;
   /** The model came from the request body (it then wins over the response's). */
   modelFromRequest: bool = false;
+  /** The request asked for a stream, or the response is one. */
+  streamed: bool = false;
   /** content-length was removed so that the request body may grow by USAGE_OPTION. */
   mayInject: bool = false;
   injected: bool = false;
+  /** Set when the response says why its usage cannot be had (error, encoded). */
+  usageStatus: string = "";
+  /** The response ended (end_of_stream or trailers); otherwise on_log finds it cut short. */
+  responseEnded: bool = false;
+  responseParseFailed: bool = false;
+  completed: bool = false;
+  startNs: u64 = 0;
+  firstByteMs: i64 = -1;
 
   constructor(root: Root) {
     this.root = root;
@@ -147,9 +178,11 @@ export class Stream {
     if (path === null || !config.matchesPath(path)) return;
     this.llm = true;
     this.path = path;
+    this.startNs = nowNanos();
     // Request headers cannot be read after this callback: keep what is needed later.
     const authority = getHeader(HeaderMapType.RequestHeaders, H_AUTHORITY);
     if (authority !== null) this.authority = authority;
+    this.readHeaderDimensions();
     this.root.readIdentity();
     // Ask for an uncompressed response, so that its usage can be read (clients such as the
     // OpenAI SDKs ask for gzip by default, and the sidecar has no decompressor).
@@ -161,6 +194,19 @@ export class Stream {
     if (config.acceptsUsageOption(path)) {
       this.mayInject = removeHeader(HeaderMapType.RequestHeaders, H_CONTENT_LENGTH);
     }
+  }
+
+  private readHeaderDimensions(): void {
+    const config = this.root.config;
+    const n = config.headers.length;
+    if (n == 0) return;
+    const values = new Array<string>(n);
+    for (let i = 0; i < n; i++) {
+      const value = getHeader(HeaderMapType.RequestHeaders, String.UTF8.encode(config.headers[i]));
+      values[i] = value !== null && value.length > 0 ? value : UNKNOWN;
+      setProperty(String.UTF8.encode(KEY_HEADER_PREFIX + config.headerNames[i]), values[i]);
+    }
+    this.headers = values;
   }
 
   onRequestBody(size: usize, endOfStream: bool): void {
@@ -214,6 +260,7 @@ export class Stream {
       setProperty(P_REQUEST_MODEL, model);
     }
     const stream = scanner.has(REQUEST_STREAM) && scanner.bool(REQUEST_STREAM);
+    if (stream) this.streamed = true;
     setProperty(P_REQUEST_STREAM, stream ? "true" : "false");
   }
 
@@ -248,26 +295,28 @@ export class Stream {
 
   onResponseHeaders(endOfStream: bool): void {
     if (!this.llm) return;
-    if (endOfStream) return;
     const status = getHeader(HeaderMapType.ResponseHeaders, H_STATUS);
     if (status === null || status.length != 3 || !status.startsWith("2")) {
+      this.usageStatus = USAGE_ERROR;
       this.skipResponse("status " + (status !== null ? status : "-"));
-      return;
-    }
-    const encoding = getHeader(HeaderMapType.ResponseHeaders, H_CONTENT_ENCODING);
-    if (encoding !== null && encoding.length > 0 && encoding.toLowerCase() != "identity") {
-      this.root.issue(ISSUE_ENCODED_BODY);
-      this.skipResponse("content-encoding " + encoding);
-      return;
-    }
-    const type = getHeader(HeaderMapType.ResponseHeaders, H_CONTENT_TYPE);
-    if (type !== null && startsWithIgnoreCase(type, "application/json")) {
-      this.response = takeScanner(responseScanners, true);
-    } else if (type !== null && startsWithIgnoreCase(type, "text/event-stream")) {
-      this.events = takeSseReader();
     } else {
-      this.skipResponse("content-type " + (type !== null ? type : "-"));
+      const encoding = getHeader(HeaderMapType.ResponseHeaders, H_CONTENT_ENCODING);
+      const type = getHeader(HeaderMapType.ResponseHeaders, H_CONTENT_TYPE);
+      const sse = type !== null && startsWithIgnoreCase(type, "text/event-stream");
+      if (sse) this.streamed = true;
+      if (encoding !== null && encoding.length > 0 && encoding.toLowerCase() != "identity") {
+        this.usageStatus = USAGE_ENCODED;
+        this.root.issue(ISSUE_ENCODED_BODY);
+        this.skipResponse("content-encoding " + encoding);
+      } else if (type !== null && startsWithIgnoreCase(type, "application/json")) {
+        if (!endOfStream) this.response = takeScanner(responseScanners, true);
+      } else if (sse) {
+        if (!endOfStream) this.events = takeSseReader();
+      } else {
+        this.skipResponse("content-type " + (type !== null ? type : "-"));
+      }
     }
+    if (endOfStream) this.endResponse();
   }
 
   private skipResponse(why: string): void {
@@ -277,12 +326,66 @@ export class Stream {
   }
 
   onResponseBody(size: usize, endOfStream: bool): void {
-    if (this.response === null && this.events === null) return;
-    feedWindows(this.response, this.events, BufferType.HttpResponseBody, size);
-    if (endOfStream) this.finishResponse();
+    if (!this.llm || this.completed) return;
+    if (this.firstByteMs < 0 && size > 0) {
+      // Time to the first byte of the body: for a stream, the first token.
+      this.firstByteMs = this.elapsedMs();
+      if (this.firstByteMs >= 0) setProperty(P_FIRST_TOKEN_MS, this.firstByteMs.toString());
+    }
+    if (this.response !== null || this.events !== null) {
+      feedWindows(this.response, this.events, BufferType.HttpResponseBody, size);
+    }
+    if (endOfStream) this.endResponse();
   }
 
-  finishResponse(): void {
+  /** The response ended normally: end_of_stream on a body chunk or on the headers, or trailers. */
+  endResponse(): void {
+    if (!this.llm || this.completed) return;
+    this.responseEnded = true;
+    this.complete();
+  }
+
+  /**
+   * The access-log phase: Envoy is about to log the stream. Anything still open was cut short
+   * (client cancel, upstream reset, timeout) or ended without end_of_stream reaching the filter.
+   */
+  onLog(): void {
+    this.finishRequest();
+    if (this.llm && !this.completed) this.complete();
+  }
+
+  /** Publishes the call once: filter state and metrics. */
+  private complete(): void {
+    this.completed = true;
+    const usage = this.finishParsers();
+    const durationMs = this.elapsedMs();
+    if (usage !== null) this.publishUsage(usage);
+    const status = this.statusOf(usage);
+    setProperty(P_USAGE, status);
+    if (durationMs >= 0) {
+      setProperty(P_DURATION_MS, durationMs.toString());
+      if (usage !== null && usage.completion > 0 && this.firstByteMs >= 0 && durationMs >= this.firstByteMs) {
+        setProperty(P_MS_PER_OUTPUT_TOKEN, perToken(durationMs - this.firstByteMs, usage.completion));
+      }
+    }
+    const r = callRecord;
+    r.destination = this.destination();
+    const model = this.model;
+    r.model = model !== null ? model : UNKNOWN;
+    const responseModel = usage !== null ? usage.model : null;
+    r.responseModel = responseModel !== null ? responseModel : UNKNOWN;
+    r.headers = this.headers;
+    r.usage = usage;
+    r.usageStatus = status;
+    r.stream = this.streamed;
+    r.firstTokenMs = this.firstByteMs;
+    r.durationMs = durationMs;
+    this.root.record(r);
+    r.usage = null;
+  }
+
+  /** Ends the response parsers; returns what the response said, or null when it said nothing. */
+  private finishParsers(): Usage | null {
     const scanner = this.response;
     if (scanner !== null) {
       this.response = null;
@@ -291,8 +394,10 @@ export class Stream {
         const usage = bodyUsage;
         usage.reset();
         usage.add(scanner);
-        this.publish(usage);
-      } else {
+        return usage;
+      }
+      if (this.responseEnded) {
+        this.responseParseFailed = true;
         this.root.issue(ISSUE_PARSE_ERROR);
         log(
           LogLevel.Info,
@@ -303,6 +408,7 @@ export class Stream {
             "); no tokens recorded",
         );
       }
+      return null;
     }
     const events = this.events;
     if (events !== null) {
@@ -311,6 +417,7 @@ export class Stream {
       events.finish();
       if (events.invalidEvents > 0) {
         this.root.issue(ISSUE_PARSE_ERROR);
+        if (!events.usage.hasTokens) this.responseParseFailed = true;
         log(
           LogLevel.Info,
           "asm-llm-proxy: " +
@@ -321,17 +428,21 @@ export class Stream {
             events.events.toString(),
         );
       }
-      this.publish(events.usage);
+      return events.usage;
     }
+    return null;
   }
 
-  /** Ends whatever is still open: trailers or the access-log phase came before end_of_stream. */
-  onLog(): void {
-    this.finishRequest();
-    this.finishResponse();
+  /** llmproxy_usage: how the usage of this call was, or was not, obtained. */
+  private statusOf(usage: Usage | null): string {
+    if (usage !== null && usage.hasTokens) return this.injected ? USAGE_INJECTED : USAGE_PRESENT;
+    if (this.usageStatus.length > 0) return this.usageStatus; // error, encoded
+    if (!this.responseEnded) return USAGE_ABORTED;
+    if (this.responseParseFailed) return USAGE_PARSE_ERROR;
+    return USAGE_MISSING;
   }
 
-  private publish(usage: Usage): void {
+  private publishUsage(usage: Usage): void {
     const responseModel = usage.model;
     if (responseModel !== null) {
       setProperty(P_RESPONSE_MODEL, responseModel);
@@ -346,15 +457,14 @@ export class Stream {
     if (total != NO_COUNT) setProperty(P_TOTAL_TOKENS, total.toString());
     if (usage.cached != NO_COUNT) setProperty(P_CACHED_TOKENS, usage.cached.toString());
     if (usage.reasoning != NO_COUNT) setProperty(P_REASONING_TOKENS, usage.reasoning.toString());
-    if (usage.prompt > 0 || usage.completion > 0) {
-      const model = this.model;
-      this.root.countTokens(
-        this.destination(),
-        model !== null ? model : UNKNOWN,
-        usage.prompt,
-        usage.completion,
-      );
-    }
+  }
+
+  /** Milliseconds since the request headers, or -1 when the clock did not answer. */
+  private elapsedMs(): i64 {
+    if (this.startNs == 0) return -1;
+    const now = nowNanos();
+    if (now < this.startNs) return -1;
+    return <i64>((now - this.startNs) / 1000000);
   }
 
   /** The service host of the upstream cluster, else the authority's host, else "unknown". */
@@ -380,4 +490,11 @@ export class Stream {
     this.response = null;
     this.events = null;
   }
+}
+
+/** Milliseconds per token with three decimals, from whole milliseconds: "12.345". */
+function perToken(ms: i64, tokens: i64): string {
+  const micros = (ms * 1000) / tokens;
+  const fraction = (micros % 1000).toString();
+  return (micros / 1000).toString() + "." + "000".substring(fraction.length) + fraction;
 }

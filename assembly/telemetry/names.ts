@@ -15,15 +15,74 @@ export const KEY_CACHED_TOKENS = "asm.llmproxy.request_cached_tokens";
 export const KEY_REASONING_TOKENS = "asm.llmproxy.request_reasoning_tokens";
 export const KEY_RESPONSE_MODEL = "asm.llmproxy.response_model";
 export const KEY_REQUEST_STREAM = "asm.llmproxy.request_stream";
+/** How the usage of the call was obtained: one of the USAGE_* values below. */
+export const KEY_USAGE = "asm.llmproxy.usage";
+export const KEY_FIRST_TOKEN_MS = "asm.llmproxy.first_token_ms";
+export const KEY_DURATION_MS = "asm.llmproxy.duration_ms";
+export const KEY_MS_PER_OUTPUT_TOKEN = "asm.llmproxy.ms_per_output_token";
+/** Prefix of the filter-state key of a configured header dimension. */
+export const KEY_HEADER_PREFIX = "asm.llmproxy.";
 
 export const METRIC_PROMPT_TOKENS = "asm_llm_proxy_prompt_tokens";
 export const METRIC_COMPLETION_TOKENS = "asm_llm_proxy_completion_tokens";
+export const METRIC_CACHED_TOKENS = "asm_llm_proxy_cached_tokens";
+export const METRIC_REASONING_TOKENS = "asm_llm_proxy_reasoning_tokens";
+/** One count per matched LLM call, whatever became of it. */
+export const METRIC_REQUESTS = "asm_llm_proxy_requests";
+/** Histograms, in milliseconds, with Envoy's default buckets. */
+export const METRIC_FIRST_TOKEN_MS = "asm_llm_proxy_first_token_ms";
+export const METRIC_DURATION_MS = "asm_llm_proxy_duration_ms";
 
 /** Tag names, in the order they appear in a stat name and in the bootstrap stats_tags. */
 export const TAG_SOURCE_WORKLOAD = "llmproxy_source_workload";
 export const TAG_SOURCE_NAMESPACE = "llmproxy_source_workload_namespace";
 export const TAG_DESTINATION_SERVICE = "llmproxy_destination_service";
 export const TAG_MODEL = "llmproxy_model";
+/** Opt-in: the model the provider says answered. */
+export const TAG_RESPONSE_MODEL = "llmproxy_response_model";
+/** On asm_llm_proxy_requests only. */
+export const TAG_USAGE = "llmproxy_usage";
+export const TAG_STREAM = "llmproxy_stream";
+
+/** Values of llmproxy_usage (and of the `usage` filter state). */
+export const USAGE_PRESENT = "present";
+export const USAGE_MISSING = "missing";
+export const USAGE_INJECTED = "injected";
+export const USAGE_ENCODED = "encoded";
+export const USAGE_PARSE_ERROR = "parse_error";
+export const USAGE_ABORTED = "aborted";
+export const USAGE_ERROR = "error";
+
+/** Dimension names a configured header may not take. */
+const RESERVED_DIMENSIONS: string[] = [
+  "source_workload",
+  "source_workload_namespace",
+  "destination_service",
+  "model",
+  "response_model",
+  "usage",
+  "stream",
+  "issue",
+];
+
+/**
+ * The dimension name of a request header: lower case, with every character other than a-z, 0-9
+ * and `_` turned into `_` (`x-user-id` → `x_user_id`). The tag is `llmproxy_` + that, the
+ * filter-state key `wasm.asm.llmproxy.` + that. Returns null for a name that would collide with
+ * the plugin's own dimensions.
+ */
+export function headerDimension(header: string): string | null {
+  const lower = header.toLowerCase();
+  const out = new Array<string>(lower.length);
+  for (let i = 0; i < lower.length; i++) {
+    const c = lower.charCodeAt(i);
+    const ok = (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c == 0x5f;
+    out[i] = ok ? String.fromCharCode(c) : "_";
+  }
+  const name = out.join("");
+  if (name.length == 0 || RESERVED_DIMENSIONS.includes(name)) return null;
+  return name;
+}
 
 export const UNKNOWN = "unknown";
 /** The value dimensions are folded into once a VM has reached its series cap. */

@@ -70,6 +70,8 @@ export interface Metric {
   value: number;
   /** Order of first definition, which the Prometheus renderer keeps within a family. */
   order: number;
+  /** Every sample recorded in a histogram. */
+  samples: number[];
 }
 
 type Headers = Array<[string, string]>;
@@ -151,6 +153,11 @@ export class ProxyWasmHost {
     const s = new HttpStream(this, this.nextContextId++, options);
     this.call("proxy_on_context_create", s.id, this.rootContextId);
     return s;
+  }
+
+  /** Samples of a histogram by the name the plugin gave it. */
+  histogram(name: string): number[] | undefined {
+    return this.metrics.get("wasmcustom." + name)?.samples;
   }
 
   /** Current value of a counter by the name the plugin gave it. */
@@ -355,7 +362,7 @@ export class ProxyWasmHost {
         const name = "wasmcustom." + h.readString(namePtr, nameLen);
         let metric = h.metrics.get(name);
         if (!metric) {
-          metric = { name, type, value: 0, order: h.metrics.size };
+          metric = { name, type, value: 0, order: h.metrics.size, samples: [] };
           h.metrics.set(name, metric);
         }
         const id = h.nextMetricId++; // Envoy hands out a new id on every call
@@ -376,6 +383,7 @@ export class ProxyWasmHost {
         if (!metric) return WasmResult.NotFound;
         if (metric.type === MetricType.Gauge) metric.value = Number(value);
         else metric.value += Number(value);
+        if (metric.type === MetricType.Histogram) metric.samples.push(Number(value));
         return WasmResult.Ok;
       },
       proxy_get_metric(id: number, out: number) {

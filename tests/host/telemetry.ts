@@ -83,12 +83,32 @@ export function renderPrometheus(host: ProxyWasmHost, specs: TagSpecifier[]): st
       family[0].metric.type === 0 ? "counter" : family[0].metric.type === 1 ? "gauge" : "histogram";
     out += `# TYPE ${name} ${type}\n`;
     for (const { metric, tags } of family) {
-      const labels = tags.map(([k, v]) => `${sanitizeName(k)}="${sanitizeValue(v)}"`).join(",");
-      out += labels ? `${name}{${labels}} ${metric.value}\n` : `${name} ${metric.value}\n`;
+      const labels = tags.map(([k, v]) => `${sanitizeName(k)}="${sanitizeValue(v)}"`);
+      const braces = (extra: string[] = []) => {
+        const all = [...labels, ...extra];
+        return all.length ? `{${all.join(",")}}` : "";
+      };
+      if (type !== "histogram") {
+        out += `${name}${braces()} ${metric.value}\n`;
+        continue;
+      }
+      // Envoy: cumulative buckets (its default bounds), then +Inf, sum and count.
+      for (const bound of HISTOGRAM_BUCKETS) {
+        out += `${name}_bucket${braces([`le="${bound}"`])} ${metric.samples.filter((v) => v <= bound).length}\n`;
+      }
+      out += `${name}_bucket${braces(['le="+Inf"'])} ${metric.samples.length}\n`;
+      out += `${name}_sum${braces()} ${metric.samples.reduce((a, b) => a + b, 0)}\n`;
+      out += `${name}_count${braces()} ${metric.samples.length}\n`;
     }
   }
   return out;
 }
+
+/** Envoy's default histogram bucket bounds (stats_config.histogram_bucket_settings unset). */
+export const HISTOGRAM_BUCKETS = [
+  0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000,
+  3600000,
+];
 
 export interface AccessLogContext {
   stream: HttpStream;
