@@ -34,7 +34,7 @@ import {
   DEFAULT_RESPONSE_MODEL_DIMENSION,
   DEFAULT_HEADER_DIMENSIONS,
 } from "./options";
-import { headerDimension } from "../telemetry/names";
+import { headerDimension, asciiLower } from "../telemetry/names";
 
 export { DEFAULT_PATHS };
 
@@ -84,7 +84,7 @@ export class Config {
           if (name === null) return "names a header that collides with a built-in dimension: " + headers[i];
           if (names.includes(name)) return "names two headers with the same dimension: " + name;
           names[i] = name;
-          headers[i] = headers[i].toLowerCase();
+          headers[i] = asciiLower(headers[i]);
         }
         this.headers = headers;
         this.headerNames = names;

@@ -35,11 +35,14 @@ export class Schema {
 
   /** Adds the dotted path (object keys from the top level) with the leaf's kind. */
   add(path: string, kind: u8): i32 {
-    const parts = path.split(".");
     let node = 0;
-    for (let i = 0; i < parts.length; i++) {
-      const last = i == parts.length - 1;
-      const key = String.UTF8.encode(parts[i]);
+    let from = 0;
+    let last = false;
+    while (!last) {
+      const dot = path.indexOf(".", from);
+      last = dot < 0;
+      const key = String.UTF8.encode(path.substring(from, last ? path.length : dot));
+      from = dot + 1;
       assert(key.byteLength <= MAX_KEY_BYTES, "schema key too long");
       let child = this.find(node, changetype<usize>(key), key.byteLength);
       if (child < 0) {

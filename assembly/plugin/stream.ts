@@ -34,6 +34,7 @@ import {
   ISSUE_PARSE_ERROR,
   serviceFromCluster,
   hostFromAuthority,
+  asciiLower,
 } from "../telemetry/names";
 import {
   getHeader,
@@ -133,7 +134,7 @@ const callRecord = new CallRecord();
 const ERROR_NAMES: string[] = ["none", "syntax error", "nesting too deep", "truncated"];
 
 function startsWithIgnoreCase(value: string, prefix: string): bool {
-  return value.length >= prefix.length && value.substring(0, prefix.length).toLowerCase() == prefix;
+  return value.length >= prefix.length && asciiLower(value.substring(0, prefix.length)) == prefix;
 }
 
 export class Stream {
@@ -304,7 +305,7 @@ export class Stream {
       const type = getHeader(HeaderMapType.ResponseHeaders, H_CONTENT_TYPE);
       const sse = type !== null && startsWithIgnoreCase(type, "text/event-stream");
       if (sse) this.streamed = true;
-      if (encoding !== null && encoding.length > 0 && encoding.toLowerCase() != "identity") {
+      if (encoding !== null && encoding.length > 0 && asciiLower(encoding) != "identity") {
         this.usageStatus = USAGE_ENCODED;
         this.root.issue(ISSUE_ENCODED_BODY);
         this.skipResponse("content-encoding " + encoding);

@@ -72,7 +72,7 @@ const RESERVED_DIMENSIONS: string[] = [
  * the plugin's own dimensions.
  */
 export function headerDimension(header: string): string | null {
-  const lower = header.toLowerCase();
+  const lower = asciiLower(header);
   const out = new Array<string>(lower.length);
   for (let i = 0; i < lower.length; i++) {
     const c = lower.charCodeAt(i);
@@ -172,10 +172,12 @@ export function tagSuffix(workload: string, namespace: string, destination: stri
  */
 export function serviceFromCluster(cluster: string): string | null {
   if (!cluster.startsWith("outbound|") && !cluster.startsWith("inbound|")) return null;
-  const parts = cluster.split("|");
-  if (parts.length != 4) return null;
-  const host = parts[3];
-  return host.length > 0 ? host : null;
+  // Exactly four fields: direction, port, subset, host.
+  const a = cluster.indexOf("|");
+  const b = cluster.indexOf("|", a + 1);
+  const c = b < 0 ? -1 : cluster.indexOf("|", b + 1);
+  if (a < 0 || b < 0 || c < 0 || cluster.indexOf("|", c + 1) >= 0) return null;
+  return c + 1 < cluster.length ? cluster.substring(c + 1) : null;
 }
 
 /** The host of an :authority value, without its port: `api.example.com:443` → `api.example.com`. */
@@ -187,4 +189,25 @@ export function hostFromAuthority(authority: string): string {
   }
   const colon = authority.lastIndexOf(":");
   return colon >= 0 ? authority.substring(0, colon) : authority;
+}
+
+/**
+ * ASCII lower case. Header names and the media types and encodings compared here are ASCII;
+ * String#toLowerCase would bring Unicode case tables into the module for nothing.
+ */
+export function asciiLower(s: string): string {
+  let i = 0;
+  const n = s.length;
+  while (i < n) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x41 && c <= 0x5a) break;
+    i++;
+  }
+  if (i == n) return s;
+  const out = new Array<string>(n);
+  for (let j = 0; j < n; j++) {
+    const c = s.charCodeAt(j);
+    out[j] = String.fromCharCode(c >= 0x41 && c <= 0x5a ? c + 0x20 : c);
+  }
+  return out.join("");
 }
