@@ -185,16 +185,19 @@ describe("size", () => {
     assert.ok(bytes.length > 8_000_000);
     assert.equal(first.forwardedResponse.length, cuts.length + 1);
     assert.equal(first.state("wasm.asm.llmproxy.request_completion_tokens"), "6");
+    // Garbage is collected every 32 streams, so memory is compared at the same point of a cycle.
+    for (let i = 0; i < 64; i++) llmCall(host, { body: completionBody("m") });
     const after = host.memoryBytes;
     llmCall(host, { body: bytes, cuts });
+    for (let i = 0; i < 64; i++) llmCall(host, { body: completionBody("m") });
     assert.equal(host.memoryBytes, after);
   });
 
   test("a huge model string is not recorded and costs no memory", async () => {
     const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA });
-    // Warm up with bodies larger than one 16 KiB read window.
+    // Warm up with bodies larger than one 16 KiB read window, through two collection cycles.
     const warm = JSON.stringify({ model: "w", pad: "p".repeat(40_000) });
-    llmCall(host, { request: warm, body: completionBody("m") });
+    for (let i = 0; i < 64; i++) llmCall(host, { request: warm, body: completionBody("m") });
     const before = host.memoryBytes;
     // One 4 MB chunk: the plugin reads it in windows, so memory does not grow to its size.
     const s = llmCall(host, {
@@ -203,6 +206,7 @@ describe("size", () => {
     });
     assert.equal(s.state("wasm.asm.llmproxy.request_model"), undefined);
     assert.equal(s.state("wasm.asm.llmproxy.request_prompt_tokens"), "1");
+    for (let i = 0; i < 63; i++) llmCall(host, { request: warm, body: completionBody("m") });
     assert.equal(host.memoryBytes, before);
   });
 
