@@ -13,10 +13,10 @@ import {
   NODE_METADATA,
   CLUSTER,
   CALLS,
-  REQUEST_BODY,
   BOOTSTRAP_CONFIGMAP,
   PROMETHEUS_LINES,
   grepLlmproxy,
+  seedCall,
 } from "./seed.ts";
 
 const tags = loadStatsTags(BOOTSTRAP_CONFIGMAP);
@@ -122,12 +122,7 @@ describe("asm_llm_proxy_requests counts every matched call, with how its usage w
   test("the seed scenario keeps exactly the seed's token lines and adds one request line per model", async () => {
     const host = await load();
     for (const c of CALLS) {
-      const s = host.stream({ cluster: CLUSTER });
-      s.sendRequestHeaders(c.headers);
-      s.sendRequestBody(REQUEST_BODY, true);
-      s.sendResponseHeaders({ ":status": "200", "content-type": "application/json" });
-      s.sendResponseBody(completionBody(c.model), true);
-      s.end();
+      seedCall(host, c);
     }
     const text = renderPrometheus(host, tags);
     assert.deepEqual(grepLlmproxy(text), PROMETHEUS_LINES);

@@ -17,6 +17,7 @@ import {
   LOG_FIELDS,
   PROMETHEUS_LINES,
   grepLlmproxy,
+  seedCall,
 } from "./seed.ts";
 
 const tags = loadStatsTags(BOOTSTRAP_CONFIGMAP);
@@ -25,12 +26,7 @@ async function runSeed(attributes: "xds" | "legacy") {
   const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA, attributes });
   const logs: Array<Record<string, string>> = [];
   for (const call of CALLS) {
-    const s = host.stream({ cluster: CLUSTER });
-    s.sendRequestHeaders(call.headers);
-    s.sendRequestBody(REQUEST_BODY, true);
-    s.sendResponseHeaders({ ":status": "200", "content-type": "application/json" });
-    s.sendResponseBody(completionBody(call.model), true);
-    s.end();
+    const s = seedCall(host, call);
     logs.push(JSON.parse(renderJsonAccessLog(LOG_FIELDS, { stream: s, responseCode: 200 })));
     assert.equal(s.held, 0, "no chunk held");
     assert.equal(s.headerStops, 0, "headers continue");
@@ -62,14 +58,7 @@ for (const attributes of ["xds", "legacy"] as const) {
 test("seed: each distinct counter is defined once per VM", async () => {
   const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA });
   for (let i = 0; i < 5; i++) {
-    for (const call of CALLS) {
-      const s = host.stream({ cluster: CLUSTER });
-      s.sendRequestHeaders(call.headers);
-      s.sendRequestBody(REQUEST_BODY, true);
-      s.sendResponseHeaders({ ":status": "200", "content-type": "application/json" });
-      s.sendResponseBody(completionBody(call.model), true);
-      s.end();
-    }
+    for (const call of CALLS) seedCall(host, call);
   }
   // Per model: the two token counters, asm_llm_proxy_requests and the duration histogram.
   assert.equal(host.defineCalls, 8, "4 metrics x 2 models, each defined once");

@@ -4,6 +4,8 @@
 // mesh routes the second call (user-type: subscriber) to qwen-turbo.
 
 import { fileURLToPath } from "node:url";
+import type { HttpStream, ProxyWasmHost } from "./host/host.ts";
+import { completionBody } from "./mock-upstream.ts";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 export const WASM = ROOT + "build/asm-llm-proxy.wasm";
@@ -80,4 +82,15 @@ export function grepLlmproxy(text: string): string[] {
   return text
     .split("\n")
     .filter((l) => l.includes("llmproxy") && /^asm_llm_proxy_(prompt|completion)_tokens\{/.test(l));
+}
+
+/** One seed call through the host, answered as the mock upstream answers it, whole. */
+export function seedCall(host: ProxyWasmHost, call: SeedCall): HttpStream {
+  const s = host.stream({ cluster: CLUSTER });
+  s.sendRequestHeaders(call.headers);
+  s.sendRequestBody(REQUEST_BODY, true);
+  s.sendResponseHeaders({ ":status": "200", "content-type": "application/json" });
+  s.sendResponseBody(completionBody(call.model), true);
+  s.end();
+  return s;
 }
