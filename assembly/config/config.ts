@@ -34,7 +34,7 @@ import {
   DEFAULT_RESPONSE_MODEL_DIMENSION,
   DEFAULT_HEADER_DIMENSIONS,
 } from "./options";
-import { headerDimension, asciiLower } from "../telemetry/names";
+import { headerDimension, asciiLower, KEY_HEADER_PREFIX } from "../telemetry/names";
 
 export { DEFAULT_PATHS };
 
@@ -62,6 +62,9 @@ export class Config {
   /** Request headers kept as dimensions, lower case, and their dimension names. */
   headers: string[] = DEFAULT_HEADER_DIMENSIONS;
   headerNames: string[] = [];
+  /** The same, encoded once for the host calls of every request. */
+  headerKeys: ArrayBuffer[] = [];
+  headerProperties: ArrayBuffer[] = [];
 
   /** Whether a request path (which may carry a query string) names an LLM API. */
   matchesPath(path: string): bool {
@@ -88,6 +91,8 @@ export class Config {
         }
         this.headers = headers;
         this.headerNames = names;
+        this.headerKeys = headers.map<ArrayBuffer>((h) => String.UTF8.encode(h));
+        this.headerProperties = names.map<ArrayBuffer>((n) => String.UTF8.encode(KEY_HEADER_PREFIX + n));
         break;
       }
       case OPT_RESPONSE_MODEL_DIMENSION:

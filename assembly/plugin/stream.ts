@@ -21,7 +21,6 @@ import {
   KEY_FIRST_TOKEN_MS,
   KEY_DURATION_MS,
   KEY_MS_PER_OUTPUT_TOKEN,
-  KEY_HEADER_PREFIX,
   USAGE_PRESENT,
   USAGE_MISSING,
   USAGE_INJECTED,
@@ -199,13 +198,13 @@ export class Stream {
 
   private readHeaderDimensions(): void {
     const config = this.root.config;
-    const n = config.headers.length;
+    const n = config.headerKeys.length;
     if (n == 0) return;
     const values = new Array<string>(n);
     for (let i = 0; i < n; i++) {
-      const value = getHeader(HeaderMapType.RequestHeaders, String.UTF8.encode(config.headers[i]));
+      const value = getHeader(HeaderMapType.RequestHeaders, unchecked(config.headerKeys[i]));
       values[i] = value !== null && value.length > 0 ? value : UNKNOWN;
-      setProperty(String.UTF8.encode(KEY_HEADER_PREFIX + config.headerNames[i]), values[i]);
+      setProperty(unchecked(config.headerProperties[i]), values[i]);
     }
     this.headers = values;
   }
