@@ -97,7 +97,7 @@ export interface MockUpstream {
   close(): Promise<void>;
 }
 
-export async function startMockUpstream(): Promise<MockUpstream> {
+export async function startMockUpstream(host = "127.0.0.1", port = 0): Promise<MockUpstream> {
   const server = createServer(async (req, res) => {
     const text = await readBody(req);
     if (req.method !== "POST" || !req.url?.split("?")[0].endsWith("/chat/completions")) {
@@ -132,11 +132,10 @@ export async function startMockUpstream(): Promise<MockUpstream> {
     res.write(body.slice(0, half));
     setTimeout(() => res.end(body.slice(half)), 5);
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => server.listen(port, host, resolve));
   return {
     server,
-    port,
+    port: (server.address() as AddressInfo).port,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
