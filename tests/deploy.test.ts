@@ -15,7 +15,11 @@ import { loadStatsTags } from "./host/telemetry.ts";
 import { ROOT, BOOTSTRAP_CONFIGMAP } from "./seed.ts";
 
 const DEPLOY = ROOT + "deploy";
+// Istio's CRDs live in the workspace's shared/ folder beside the repository (as on CI).
 const CRDS = ROOT + "../shared/schemas/istio-crds.gen.yaml";
+const noCrds = existsSync(CRDS)
+  ? false
+  : `Istio's CRD schemas are not at ${CRDS} (shared/ beside the repository)`;
 
 function files(dir: string, out: string[] = []): string[] {
   for (const name of readdirSync(dir)) {
@@ -100,7 +104,7 @@ test("every YAML and JSON file under deploy/ parses", () => {
   for (const f of jsonFiles) assert.doesNotThrow(() => JSON.parse(readFileSync(f, "utf8")), f);
 });
 
-test("Istio resources validate against Istio's CRD schemas, unknown fields refused", () => {
+test("Istio resources validate against Istio's CRD schemas, unknown fields refused", { skip: noCrds }, () => {
   const crds = parseAllDocuments(readFileSync(CRDS, "utf8"))
     .map((d) => d.toJS())
     .filter((d) => d?.kind === "CustomResourceDefinition");
@@ -144,7 +148,7 @@ test("Istio resources validate against Istio's CRD schemas, unknown fields refus
   assert.equal(checked, 6, "WasmPlugin x3, ServiceEntry, DestinationRule, Telemetry");
 });
 
-test("the CRD check refuses a misspelt field", () => {
+test("the CRD check refuses a misspelt field", { skip: noCrds }, () => {
   const crds = parseAllDocuments(readFileSync(CRDS, "utf8")).map((d) => d.toJS());
   const wasm = crds.find((c) => c?.spec?.names?.kind === "WasmPlugin");
   const v = wasm.spec.versions.find((x: any) => x.name === "v1alpha1");
