@@ -124,7 +124,10 @@ export class Root {
     let extra = "";
     if (config.responseModelDimension) extra += "|" + TAG_RESPONSE_MODEL + "=" + tagValue(r.responseModel);
     const names = config.headerNames;
-    for (let i = 0; i < names.length; i++) extra += "|llmproxy_" + names[i] + "=" + tagValue(r.headers[i]);
+    // A stream that started under an earlier configuration may carry fewer header values.
+    for (let i = 0; i < names.length; i++) {
+      extra += "|llmproxy_" + names[i] + "=" + (i < r.headers.length ? tagValue(r.headers[i]) : UNKNOWN);
+    }
     const suffix =
       tagSuffix(this.workload, this.namespace, tagValue(r.destination), tagValue(r.model)) + extra;
     if (this.series.has(suffix)) return suffix;
