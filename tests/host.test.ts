@@ -67,3 +67,35 @@ test("tag extraction removes the first group and keeps the second as the value",
   });
   assert.deepEqual(extractTags("wasmcustom.m", specs), { name: "wasmcustom.m", tags: [] });
 });
+
+test("the built plugin imports only host functions Envoy registers for ABI 0.2.1, and exports what it calls", async () => {
+  const { readFileSync } = await import("node:fs");
+  const { WASM } = await import("./seed.ts");
+  const module = new WebAssembly.Module(readFileSync(WASM));
+  // Envoy's proxy-wasm host functions; a module that imports anything else (env.abort, a WASI call
+  // it does not provide) fails to load: "Failed to load Wasm module due to a missing import".
+  const known = new Set(
+    "proxy_log proxy_get_log_level proxy_get_status proxy_set_tick_period_milliseconds proxy_get_current_time_nanoseconds proxy_get_property proxy_set_property proxy_continue_stream proxy_close_stream proxy_send_local_response proxy_get_shared_data proxy_set_shared_data proxy_register_shared_queue proxy_resolve_shared_queue proxy_dequeue_shared_queue proxy_enqueue_shared_queue proxy_add_header_map_value proxy_get_header_map_value proxy_get_header_map_pairs proxy_set_header_map_pairs proxy_replace_header_map_value proxy_remove_header_map_value proxy_get_header_map_size proxy_get_buffer_bytes proxy_get_buffer_status proxy_set_buffer_bytes proxy_http_call proxy_define_metric proxy_increment_metric proxy_record_metric proxy_get_metric proxy_set_effective_context proxy_done".split(
+      " ",
+    ),
+  );
+  const imports = WebAssembly.Module.imports(module);
+  assert.deepEqual(
+    imports.filter((i) => i.module !== "env" || !known.has(i.name)).map((i) => `${i.module}.${i.name}`),
+    [],
+  );
+  const exports = new Set(WebAssembly.Module.exports(module).map((e) => e.name));
+  for (const name of [
+    "memory",
+    "malloc",
+    "proxy_abi_version_0_2_1",
+    "proxy_on_context_create",
+    "proxy_on_configure",
+    "proxy_on_request_headers",
+    "proxy_on_response_body",
+    "proxy_on_log",
+    "proxy_on_delete",
+  ]) {
+    assert.ok(exports.has(name), `exports ${name}`);
+  }
+});
