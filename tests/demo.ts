@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // `npm start`: the seed's "Verify access logs" and "Verify token metrics" steps without a mesh.
 // The built plugin runs in the test host, which forwards the seed's two requests to a mock
-// OpenAI-compatible upstream on loopback; then the access-log lines and the `grep llmproxy` of
+// OpenAI-compatible upstream on loopback; then the access-log lines and the token lines of
 // /stats/prometheus are printed as the seed shows them.
 
 import { ProxyWasmHost } from "./host/host.ts";
@@ -57,10 +57,13 @@ try {
   );
   console.log(`# (${streamed.chunks} response chunks, each forwarded as it arrived)`);
   console.log(renderJsonAccessLog(LOG_FIELDS, { stream: streamed.stream, responseCode: streamed.status }));
-  console.log(
-    "\n$ kubectl exec deployments/sleep -c istio-proxy -- curl localhost:15090/stats/prometheus | grep llmproxy",
-  );
-  for (const line of grepLlmproxy(renderPrometheus(host, loadStatsTags(BOOTSTRAP_CONFIGMAP))))
+  const prometheus = renderPrometheus(host, loadStatsTags(BOOTSTRAP_CONFIGMAP));
+  const curl = "kubectl exec deployments/sleep -c istio-proxy -- curl -s localhost:15090/stats/prometheus";
+  // The seed's `grep llmproxy` would also show the plugin's newer series; show them apart.
+  console.log(`\n$ ${curl} | grep -E '^asm_llm_proxy_(prompt|completion)_tokens'`);
+  for (const line of grepLlmproxy(prometheus)) console.log(line);
+  console.log(`\n$ ${curl} | grep -E '^asm_llm_proxy_requests'`);
+  for (const line of prometheus.split("\n").filter((l) => l.startsWith("asm_llm_proxy_requests{")))
     console.log(line);
   if (host.traps.length > 0) {
     console.error("the plugin trapped:", host.traps);
