@@ -241,6 +241,20 @@ describe("partial streams", () => {
     assert.equal(host.counter("asm_llm_proxy_prompt_tokens" + DIMS("qwen-turbo")), undefined);
   });
 
+  test("a stream deleted without an access-log phase is still counted", async () => {
+    const host = await load();
+    const s = host.stream({ cluster: CLUSTER });
+    s.sendRequestHeaders({
+      ":method": "POST",
+      ":path": "/v1/chat/completions",
+      ":authority": "dashscope.aliyuncs.com",
+    });
+    s.sendRequestBody('{"model":"qwen-turbo"}', true);
+    host.withStream(s, () => host.call("proxy_on_delete", s.id));
+    assert.deepEqual(host.traps, []);
+    assert.equal(host.counter(REQUESTS("qwen-turbo", "aborted", false)), 1);
+  });
+
   test("a request reset before any response is counted as aborted", async () => {
     const host = await load();
     const s = host.stream({ cluster: CLUSTER });

@@ -480,6 +480,9 @@ export class Stream {
 
   /** Returns pooled state; called when the host deletes the stream. */
   dispose(): void {
+    // Envoy logs every HTTP stream before destroying it; should a stream ever be deleted without
+    // that, the call is still counted (filter state can no longer be set, metrics can).
+    if (this.llm && !this.completed) this.complete();
     const req = this.request;
     if (req !== null) requestScanners.push(req);
     const res = this.response;
