@@ -399,10 +399,14 @@ export class JsonScanner {
     }
   }
 
+  // @ts-ignore: decorator
+  @inline
   private endValue(): void {
     this.mode = this.depth == 0 ? M_DONE : M_AFTER;
   }
 
+  // @ts-ignore: decorator
+  @inline
   private open(isObject: bool, matchNode: i32): void {
     const d = this.depth + 1;
     if (d > MAX_DEPTH) {
@@ -420,6 +424,8 @@ export class JsonScanner {
     this.mode = isObject ? M_OBJECT_FIRST : M_ARRAY_FIRST;
   }
 
+  // @ts-ignore: decorator
+  @inline
   private close(isObject: bool): void {
     if (this.isObject(this.depth) != isObject) {
       this.fail(ERR_SYNTAX);
@@ -535,6 +541,8 @@ export class JsonScanner {
 
   // ---- strings ------------------------------------------------------------------------------
 
+  // @ts-ignore: decorator
+  @inline
   private startString(isKey: bool, capture: i32): void {
     this.mode = M_STRING;
     this.keyString = isKey;
@@ -778,6 +786,8 @@ export class JsonScanner {
     this.endValue();
   }
 
+  // @ts-ignore: decorator
+  @inline
   private markPresent(node: i32): void {
     unchecked((this.states[node] = PRESENT));
     this.present |= node < 64 ? (<u64>1) << (<u64>node) : ~(<u64>0);
