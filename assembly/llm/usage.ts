@@ -28,8 +28,6 @@ export class Usage {
   total: i64 = NO_COUNT;
   cached: i64 = NO_COUNT;
   reasoning: i64 = NO_COUNT;
-  /** Number of documents or events that carried any count. */
-  reports: i32 = 0;
 
   reset(): void {
     this.modelLength = -1;
@@ -38,7 +36,6 @@ export class Usage {
     this.total = NO_COUNT;
     this.cached = NO_COUNT;
     this.reasoning = NO_COUNT;
-    this.reports = 0;
   }
 
   get hasTokens(): bool {
@@ -59,24 +56,16 @@ export class Usage {
       memory.copy(changetype<usize>(this.modelBytes), s.stringPtr(node), <usize>n);
       this.modelLength = n;
     }
-    let reported = false;
     const prompt = firstCount(s, F_PROMPT);
-    if (prompt != NO_COUNT) {
-      this.prompt = prompt;
-      reported = true;
-    }
+    if (prompt != NO_COUNT) this.prompt = prompt;
     const completion = firstCount(s, F_COMPLETION);
-    if (completion != NO_COUNT) {
-      this.completion = completion;
-      reported = true;
-    }
+    if (completion != NO_COUNT) this.completion = completion;
     const total = firstCount(s, F_TOTAL);
     if (total != NO_COUNT) this.total = total;
     const cached = firstCount(s, F_CACHED);
     if (cached != NO_COUNT) this.cached = cached;
     const reasoning = firstCount(s, F_REASONING);
     if (reasoning != NO_COUNT) this.reasoning = reasoning;
-    if (reported) this.reports++;
   }
 
   /** The model the response named, or null. */
