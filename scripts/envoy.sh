@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# npm run envoy: the plugin in a real Envoy (Docker) in front of the mock LLM upstream, for
-# trying it by hand:
+# npm run envoy: the plugin in a real Envoy (Docker) in front of the mock LLM upstream, for trying
+# it by hand as in the "Observe LLM traffic" scenario. In another terminal:
 #   curl localhost:10000/compatible-mode/v1/chat/completions -H 'Host: dashscope.aliyuncs.com' \
 #     -H 'Content-Type: application/json' -d '{"messages":[{"role":"user","content":"Please introduce yourself."}]}'
+#   curl localhost:10000/compatible-mode/v1/chat/completions -H 'Host: dashscope.aliyuncs.com' \
+#     -H 'Content-Type: application/json' -H 'user-type: subscriber' \
+#     -d '{"messages":[{"role":"user","content":"Please introduce yourself."}]}'
 #   curl -s localhost:9901/stats/prometheus | grep llmproxy
+# The access-log lines appear in this terminal. UPSTREAM_PORT (default 18080) moves the mock;
+# ENVOY_IMAGE names the image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! docker info >/dev/null 2>&1; then
@@ -13,11 +18,16 @@ if ! docker info >/dev/null 2>&1; then
   exit 1
 fi
 PORT="${UPSTREAM_PORT:-18080}"
+IMAGE="${ENVOY_IMAGE:-asm-llm-proxy-envoy}"
 npm run build:release
-docker build -f Dockerfile.envoy -t asm-llm-proxy-envoy .
+# Only the inputs of the image go to the daemon, not the whole repository (node_modules alone is
+# hundreds of megabytes).
+tar -c Dockerfile.envoy build/asm-llm-proxy.wasm deploy/envoy | docker build -f Dockerfile.envoy -t "$IMAGE" -
+# 0.0.0.0: the container reaches the host through the Docker bridge, not through loopback.
 node --import tsx tests/mock-upstream-main.ts --host 0.0.0.0 --port "$PORT" &
 UPSTREAM_PID=$!
-trap 'kill $UPSTREAM_PID 2>/dev/null || true' EXIT
+trap 'kill "$UPSTREAM_PID" 2>/dev/null || true' EXIT
 echo "Envoy on localhost:10000 (admin localhost:9901); Ctrl-C to stop."
+# host-gateway makes host.docker.internal resolve on Linux too (Docker Desktop has it already).
 docker run --rm -p 10000:10000 -p 9901:9901 --add-host host.docker.internal:host-gateway \
-  -e UPSTREAM_HOST=host.docker.internal -e UPSTREAM_PORT="$PORT" asm-llm-proxy-envoy
+  -e UPSTREAM_HOST=host.docker.internal -e UPSTREAM_PORT="$PORT" "$IMAGE"
