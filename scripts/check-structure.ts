@@ -73,7 +73,8 @@ export function checkHeaders(files: Map<string, string>): string[] {
   return problems;
 }
 
-function walk(dir: string, out: string[] = []): string[] {
+/** Every file below a directory, as full paths. */
+export function walk(dir: string, out: string[] = []): string[] {
   for (const name of readdirSync(dir)) {
     const full = join(dir, name);
     if (statSync(full).isDirectory()) walk(full, out);

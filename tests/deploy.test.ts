@@ -8,11 +8,12 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { join, relative } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { relative } from "node:path";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { Ajv } from "ajv";
 import { CLUSTER, LOG_FIELDS, NODE_METADATA, ROOT } from "./seed.ts";
+import { walk } from "../scripts/check-structure.ts";
 
 const DEPLOY = ROOT + "deploy/";
 const CONFIGMAP = DEPLOY + "istio/asm-llm-proxy-bootstrap-config.yaml";
@@ -89,15 +90,6 @@ const METRICS: Record<string, string[]> = {
 };
 
 // ---- files ------------------------------------------------------------------------------------
-
-function walk(dir: string, out: string[] = []): string[] {
-  for (const name of readdirSync(dir)) {
-    const full = join(dir, name);
-    if (statSync(full).isDirectory()) walk(full, out);
-    else out.push(full);
-  }
-  return out;
-}
 
 const deployFiles = walk(DEPLOY);
 const yamlFiles = deployFiles.filter((f) => /\.ya?ml$/.test(f));
