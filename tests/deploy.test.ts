@@ -75,19 +75,28 @@ const ISTIO_LABELS = [
   "connection_security_policy",
   "model",
 ];
+/**
+ * The labels Prometheus adds to every series of a sidecar target: `job` and `instance`, and the
+ * `namespace` and `pod` that Kubernetes service discovery's relabelling gives it (Istio's
+ * Prometheus integration, kube-prometheus-stack's PodMonitors).
+ */
+const TARGET_LABELS = ["job", "instance", "namespace", "pod"];
 /** Metric -> the labels it carries. */
-const METRICS: Record<string, string[]> = {
-  asm_llm_proxy_prompt_tokens: PLUGIN_LABELS,
-  asm_llm_proxy_completion_tokens: PLUGIN_LABELS,
-  asm_llm_proxy_cached_tokens: PLUGIN_LABELS,
-  asm_llm_proxy_reasoning_tokens: PLUGIN_LABELS,
-  asm_llm_proxy_requests: [...PLUGIN_LABELS, "llmproxy_usage", "llmproxy_stream"],
-  asm_llm_proxy_first_token_ms_bucket: [...PLUGIN_LABELS, "le"],
-  asm_llm_proxy_duration_ms_bucket: [...PLUGIN_LABELS, "le"],
-  asm_llm_proxy_issues: ["llmproxy_issue"],
-  istio_requests_total: ISTIO_LABELS,
-  istio_request_duration_milliseconds_bucket: [...ISTIO_LABELS, "le"],
-};
+const METRICS: Record<string, string[]> = Object.fromEntries(
+  Object.entries({
+    asm_llm_proxy_prompt_tokens: PLUGIN_LABELS,
+    asm_llm_proxy_completion_tokens: PLUGIN_LABELS,
+    asm_llm_proxy_cached_tokens: PLUGIN_LABELS,
+    asm_llm_proxy_reasoning_tokens: PLUGIN_LABELS,
+    asm_llm_proxy_requests: [...PLUGIN_LABELS, "llmproxy_usage", "llmproxy_stream"],
+    asm_llm_proxy_first_token_ms_bucket: [...PLUGIN_LABELS, "le"],
+    asm_llm_proxy_duration_ms_bucket: [...PLUGIN_LABELS, "le"],
+    asm_llm_proxy_issues: ["llmproxy_issue"],
+    asm_llm_proxy_config_problems: [],
+    istio_requests_total: ISTIO_LABELS,
+    istio_request_duration_milliseconds_bucket: [...ISTIO_LABELS, "le"],
+  }).map(([m, labels]) => [m, [...labels, ...TARGET_LABELS]]),
+);
 
 // ---- files ------------------------------------------------------------------------------------
 
