@@ -472,6 +472,12 @@ test(
         ...readmeExpressions(),
       ];
       assert.ok(exprs.length >= 40, `${exprs.length} expressions`);
+      const quoted = readmeExpressions();
+      assert.deepEqual(
+        [...new Set(quoted.map((e) => e.where))].sort(),
+        [...READMES].sort(),
+        `PromQL blocks in each README: ${quoted.length} lines`,
+      );
       const failures: string[] = [];
       for (const { where, expr } of exprs) {
         const r = await query(expr);
