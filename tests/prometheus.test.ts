@@ -376,7 +376,7 @@ test(
       writeFileSync(
         join(dir, "prometheus.yml"),
         stringifyYaml({
-          global: { scrape_interval: "1s", scrape_timeout: "1s", evaluation_interval: "1s" },
+          global: { scrape_interval: "250ms", scrape_timeout: "250ms", evaluation_interval: "250ms" },
           rule_files: ["rules.yaml"],
           scrape_configs: [
             {
