@@ -4,7 +4,10 @@
 // `kubectl apply --validate=strict` would); the local Envoy uses the ConfigMap's stats_tags and
 // stands in for the sidecar as the README says; access-log formats and Telemetry expressions name
 // only filter-state keys the plugin sets; the dashboard and the rules name only the metrics and
-// labels that the plugin and Istio export. Each check is shown failing on a broken input too.
+// labels that the plugin and Istio export; deploy/istio/kustomization.yaml lists every resource and
+// yields valid ones (built as kustomize builds it, and compared with `kubectl kustomize` where it
+// is installed). Each check is shown failing on a broken input too. tests/prometheus.test.ts runs
+// the same queries on a real Prometheus.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
