@@ -4,23 +4,24 @@
 // `kubectl apply --validate=strict` would); the local Envoy uses the ConfigMap's stats_tags and
 // stands in for the sidecar as the README says; access-log formats and Telemetry expressions name
 // only filter-state keys the plugin sets; the dashboard and the rules name only the metrics and
-// labels that the plugin and Istio export. Each check is shown failing on a broken input too.
+// labels that the plugin and Istio export; deploy/istio/kustomization.yaml lists every resource and
+// yields valid ones (built as kustomize builds it, and compared with `kubectl kustomize` where it
+// is installed). Each check is shown failing on a broken input too. tests/prometheus.test.ts runs
+// the same queries on a real Prometheus.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { relative } from "node:path";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { Ajv } from "ajv";
+import ts from "typescript";
+import { spawnSync } from "node:child_process";
 import { CLUSTER, LOG_FIELDS, NODE_METADATA, ROOT } from "./seed.ts";
 import { walk } from "../scripts/check-structure.ts";
 
 const DEPLOY = ROOT + "deploy/";
 const CONFIGMAP = DEPLOY + "istio/asm-llm-proxy-bootstrap-config.yaml";
-// Istio's CRDs live in the workspace's shared/ folder beside the repository; ISTIO_CRDS may point
-// elsewhere (a copy of istio/api's kubernetes/customresourcedefinitions.gen.yaml).
-const CRDS = process.env.ISTIO_CRDS ?? ROOT + "../shared/schemas/istio-crds.gen.yaml";
-const noCrds = existsSync(CRDS) ? false : `Istio's CRD schemas are not at ${CRDS} (set ISTIO_CRDS)`;
 
 // ---- what the plugin and Istio export (the seed's names) -------------------------------------
 
@@ -75,19 +76,28 @@ const ISTIO_LABELS = [
   "connection_security_policy",
   "model",
 ];
+/**
+ * The labels Prometheus adds to every series of a sidecar target: `job` and `instance`, and the
+ * `namespace` and `pod` that Kubernetes service discovery's relabelling gives it (Istio's
+ * Prometheus integration, kube-prometheus-stack's PodMonitors).
+ */
+const TARGET_LABELS = ["job", "instance", "namespace", "pod"];
 /** Metric -> the labels it carries. */
-const METRICS: Record<string, string[]> = {
-  asm_llm_proxy_prompt_tokens: PLUGIN_LABELS,
-  asm_llm_proxy_completion_tokens: PLUGIN_LABELS,
-  asm_llm_proxy_cached_tokens: PLUGIN_LABELS,
-  asm_llm_proxy_reasoning_tokens: PLUGIN_LABELS,
-  asm_llm_proxy_requests: [...PLUGIN_LABELS, "llmproxy_usage", "llmproxy_stream"],
-  asm_llm_proxy_first_token_ms_bucket: [...PLUGIN_LABELS, "le"],
-  asm_llm_proxy_duration_ms_bucket: [...PLUGIN_LABELS, "le"],
-  asm_llm_proxy_issues: ["llmproxy_issue"],
-  istio_requests_total: ISTIO_LABELS,
-  istio_request_duration_milliseconds_bucket: [...ISTIO_LABELS, "le"],
-};
+const METRICS: Record<string, string[]> = Object.fromEntries(
+  Object.entries({
+    asm_llm_proxy_prompt_tokens: PLUGIN_LABELS,
+    asm_llm_proxy_completion_tokens: PLUGIN_LABELS,
+    asm_llm_proxy_cached_tokens: PLUGIN_LABELS,
+    asm_llm_proxy_reasoning_tokens: PLUGIN_LABELS,
+    asm_llm_proxy_requests: [...PLUGIN_LABELS, "llmproxy_usage", "llmproxy_stream"],
+    asm_llm_proxy_first_token_ms_bucket: [...PLUGIN_LABELS, "le"],
+    asm_llm_proxy_duration_ms_bucket: [...PLUGIN_LABELS, "le"],
+    asm_llm_proxy_issues: ["llmproxy_issue"],
+    asm_llm_proxy_config_problems: [],
+    istio_requests_total: ISTIO_LABELS,
+    istio_request_duration_milliseconds_bucket: [...ISTIO_LABELS, "le"],
+  }).map(([m, labels]) => [m, [...labels, ...TARGET_LABELS]]),
+);
 
 // ---- files ------------------------------------------------------------------------------------
 
@@ -137,97 +147,99 @@ test("every YAML and JSON file under deploy/ parses (multi-document YAML allowed
 
 // ---- Istio resources against Istio's CRDs --------------------------------------------------
 
-/** An OpenAPI v3 schema of a CRD, closed: properties not declared are refused. */
-function closed(schema: any): any {
-  if (schema === null || typeof schema !== "object") return schema;
-  if (Array.isArray(schema)) return schema.map(closed);
-  const out: any = {};
-  for (const [k, v] of Object.entries(schema)) out[k] = closed(v);
-  if (
-    out.type === "object" &&
-    out.properties &&
-    out.additionalProperties === undefined &&
-    !out["x-kubernetes-preserve-unknown-fields"]
-  ) {
-    out.additionalProperties = false;
-  }
-  return out;
-}
+/**
+ * Istio's resource schemas come from `@kubernetes-models/istio` (generated from Istio 1.29's
+ * crd-all.gen.yaml), so that the check runs in any clone after `npm ci`. Two checks per resource:
+ * the package's validator (types, enums, patterns: the CRD's OpenAPI schema, which Kubernetes
+ * applies), and TypeScript's excess-property check against the package's interfaces, which
+ * refuses a field the CRD does not declare (`kubectl apply --validate=strict` refuses it too; the
+ * CRD schema alone does not say so).
+ */
+const ISTIO_MODELS = ROOT + "node_modules/@kubernetes-models/istio/";
 
-/** Validation of a resource by its group, version and kind, against the served CRD version. */
-function istioValidator(): (doc: any) => string | null {
-  // Formats such as int32 and date-time are Kubernetes' own; the API server checks them, not this.
-  const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false });
-  const schemas = new Map<string, any>();
-  for (const d of parseAllDocuments(read(CRDS))) {
-    const crd = d.toJS();
-    if (crd?.kind !== "CustomResourceDefinition") continue;
-    for (const v of crd.spec.versions) {
-      if (v.served)
-        schemas.set(`${crd.spec.group}/${v.name}/${crd.spec.names.kind}`, v.schema.openAPIV3Schema);
+async function istioValidator(docs: any[]): Promise<Array<string | null>> {
+  const results: Array<string | null> = [];
+  let source = "";
+  const lines: number[] = [];
+  for (const [i, doc] of docs.entries()) {
+    const [group, version] = String(doc.apiVersion).split("/");
+    const module = `${group}/${version}/${doc.kind}`;
+    if (!/^[\w.-]+\/\w+\/\w+$/.test(module) || !existsSync(`${ISTIO_MODELS}${module}.js`)) {
+      results.push(`no served CRD version for ${doc.apiVersion} ${doc.kind}`);
+      continue;
     }
+    const Model = (await import(`@kubernetes-models/istio/${module}`))[doc.kind];
+    try {
+      new Model(doc).validate();
+      results.push(null);
+    } catch (e) {
+      results.push((e as Error).message);
+    }
+    lines[i] = source.split("\n").length;
+    source += `import type { I${doc.kind} as T${i} } from "@kubernetes-models/istio/${module}";\n`;
+    source += `export const r${i}: T${i} = ${JSON.stringify(doc, null, 1)};\n`;
   }
-  const compiled = new Map<string, ReturnType<typeof ajv.compile>>();
-  return (doc) => {
-    const key = `${doc.apiVersion}/${doc.kind}`;
-    const root = schemas.get(key);
-    if (!root) return `no served CRD version for ${doc.apiVersion} ${doc.kind}`;
-    let validate = compiled.get(key);
-    if (!validate) {
-      validate = ajv.compile(
-        closed({
-          ...root,
-          properties: {
-            ...root.properties,
-            apiVersion: { type: "string" },
-            kind: { type: "string" },
-            metadata: { type: "object" },
-          },
-        }),
-      );
-      compiled.set(key, validate);
+  // One program for every resource: the diagnostics are mapped back by line.
+  mkdirSync(ROOT + "build", { recursive: true });
+  const dir = mkdtempSync(ROOT + "build/istio-check-");
+  try {
+    writeFileSync(dir + "/resources.ts", source);
+    const program = ts.createProgram([dir + "/resources.ts"], {
+      strict: true,
+      noEmit: true,
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      target: ts.ScriptTarget.ES2022,
+      types: [],
+    });
+    for (const d of ts.getPreEmitDiagnostics(program)) {
+      if (!d.file || !d.file.fileName.endsWith("resources.ts")) continue;
+      const line = d.file.getLineAndCharacterOfPosition(d.start ?? 0).line + 1;
+      const i = lines.findLastIndex((l) => l !== undefined && l <= line);
+      const message = ts.flattenDiagnosticMessageText(d.messageText, " ");
+      results[i] = (results[i] ? results[i] + "; " : "") + message;
     }
-    return validate(doc) ? null : ajv.errorsText(validate.errors);
-  };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return results;
 }
 
 const isIstioResource = (doc: any) =>
   /^[\w.-]+\.istio\.io\//.test(String(doc?.apiVersion)) && !String(doc.apiVersion).startsWith("install.");
 
-test(
-  "every Istio resource validates against its CRD version, unknown fields refused",
-  { skip: noCrds },
-  () => {
-    const validate = istioValidator();
-    const resources = documents().filter((d) => isIstioResource(d.doc));
-    const kinds = resources.map((d) => d.doc.kind).sort();
-    assert.deepEqual(kinds, [
-      "DestinationRule",
-      "ServiceEntry",
-      "Telemetry",
-      "WasmPlugin",
-      "WasmPlugin",
-      "WasmPlugin",
-    ]);
-    for (const { file, doc } of resources) {
-      assert.equal(validate(doc), null, `${file} ${doc.kind}/${doc.metadata?.name}`);
-    }
-    // The check itself fails on a misspelt field, a wrong enum value, a wrong type, a version that
-    // is not served and a bad checksum.
-    const wasm = resources.find((d) => d.doc.kind === "WasmPlugin")!.doc;
-    const spec = wasm.spec;
-    for (const broken of [
-      { ...wasm, spec: { ...spec, failStratgy: "FAIL_OPEN" } },
-      { ...wasm, spec: { ...spec, failStrategy: "FAIL_SOMETIMES" } },
-      { ...wasm, spec: { ...spec, match: [{ mode: "OUTBOUND" }] } },
-      { ...wasm, spec: { ...spec, phase: 3 } },
-      { ...wasm, spec: { ...spec, sha256: "abc" } },
-      { ...wasm, apiVersion: "extensions.istio.io/v1beta7" },
-    ]) {
-      assert.notEqual(validate(broken), null, JSON.stringify(broken.spec).slice(0, 120));
-    }
-  },
-);
+test("every Istio resource validates against its CRD version, unknown fields refused", async () => {
+  const resources = documents().filter((d) => isIstioResource(d.doc));
+  const kinds = resources.map((d) => d.doc.kind).sort();
+  assert.deepEqual(kinds, [
+    "DestinationRule",
+    "ServiceEntry",
+    "Telemetry",
+    "WasmPlugin",
+    "WasmPlugin",
+    "WasmPlugin",
+  ]);
+  // The check itself fails on a misspelt field, a wrong enum value, a wrong type, a version that
+  // is not served and a bad checksum.
+  const wasm = resources.find((d) => d.doc.kind === "WasmPlugin")!.doc;
+  const spec = wasm.spec;
+  const broken = [
+    { ...wasm, spec: { ...spec, failStratgy: "FAIL_OPEN" } },
+    { ...wasm, spec: { ...spec, failStrategy: "FAIL_SOMETIMES" } },
+    { ...wasm, spec: { ...spec, match: [{ mode: "OUTBOUND" }] } },
+    { ...wasm, spec: { ...spec, phase: 3 } },
+    { ...wasm, spec: { ...spec, sha256: "abc" } },
+    { ...wasm, spec: { ...spec, match: [{ mode: "CLIENT", prots: [{ number: 80 }] }] } },
+    { ...wasm, apiVersion: "extensions.istio.io/v1beta7" },
+  ];
+  const results = await istioValidator([...resources.map((d) => d.doc), ...broken]);
+  for (const [i, { file, doc }] of resources.entries()) {
+    assert.equal(results[i], null, `${file} ${doc.kind}/${doc.metadata?.name}`);
+  }
+  for (const [i, b] of broken.entries()) {
+    assert.notEqual(results[resources.length + i], null, JSON.stringify(b.spec).slice(0, 120));
+  }
+});
 
 /** MeshConfig.extensionProviders[].envoyFileAccessLog, from istio/api mesh/v1alpha1/config.proto. */
 const FILE_ACCESS_LOG_PROVIDER = {
@@ -617,3 +629,133 @@ test("the dashboard and the rules name only the plugin's and Istio's metrics and
   for (const [expr, problem] of cases)
     assert.ok(promqlProblems(expr).includes(problem), `${expr}: ${problem}`);
 });
+
+// ---- the kustomize bundle -------------------------------------------------------------------
+
+const ISTIO_DIR = DEPLOY + "istio/";
+/** YAML files in deploy/istio that the bundle leaves out on purpose, and why. */
+const NOT_IN_BUNDLE: Record<string, string> = {
+  "kustomization.yaml": "the bundle itself",
+  "kustomizeconfig.yaml": "the bundle's image-field configuration",
+  "meshconfig-access-log.yaml": "an IstioOperator overlay for istioctl, not a cluster resource",
+  "alternatives/wasmplugin-https.yaml": "an alternative to wasmplugin.yaml (same name)",
+  "alternatives/wasmplugin-file.yaml": "an alternative to wasmplugin.yaml (same name)",
+};
+
+/** The `name[:tag][@digest]` parts of an image reference, as kustomize splits them. */
+function splitImage(ref: string): { name: string; tag?: string; digest?: string } {
+  const [rest, digest] = ref.split("@");
+  const slash = rest.lastIndexOf("/");
+  const colon = rest.lastIndexOf(":");
+  return colon > slash
+    ? { name: rest.slice(0, colon), tag: rest.slice(colon + 1), digest }
+    : { name: rest, digest };
+}
+
+/**
+ * What `kubectl apply -k` applies, built the way kustomize builds it for the features the bundle
+ * uses: the listed resources in order, `namespace` set on each, and the `images` transformer
+ * applied to the fields its `configurations` name (here WasmPlugin spec.url).
+ */
+function kustomize(dir: string, text = read(dir + "kustomization.yaml")): any[] {
+  const k = parseYaml(text);
+  assert.equal(k.kind, "Kustomization");
+  const fields: Array<{ path: string; kind: string }> = (k.configurations ?? []).flatMap(
+    (c: string) => parseYaml(read(dir + c)).images,
+  );
+  const out: any[] = [];
+  for (const file of k.resources) {
+    for (const { doc } of yamlDocuments(dir + file)) {
+      const r = structuredClone(doc);
+      if (k.namespace) r.metadata = { ...r.metadata, namespace: k.namespace };
+      for (const f of fields.filter((x) => x.kind === r.kind)) {
+        const keys = f.path.split("/");
+        const parent = keys.slice(0, -1).reduce((o: any, key) => o?.[key], r);
+        const last = keys[keys.length - 1];
+        if (typeof parent?.[last] !== "string") continue;
+        const ref = splitImage(parent[last]);
+        const image = (k.images ?? []).find((i: any) => i.name === ref.name);
+        if (!image) continue;
+        const name = image.newName ?? ref.name;
+        parent[last] = image.digest
+          ? `${name}@${image.digest}`
+          : `${name}${(image.newTag ?? ref.tag) ? ":" + (image.newTag ?? ref.tag) : ""}`;
+      }
+      out.push(r);
+    }
+  }
+  return out;
+}
+
+test("kustomization.yaml lists every resource of deploy/istio, or it is left out on purpose", () => {
+  const k = parseYaml(read(ISTIO_DIR + "kustomization.yaml"));
+  const listed = new Set<string>(k.resources);
+  const files = walk(ISTIO_DIR)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .map((f) => relative(ISTIO_DIR, f));
+  for (const f of files) {
+    assert.ok(
+      listed.has(f) !== f in NOT_IN_BUNDLE,
+      listed.has(f)
+        ? `deploy/istio/${f} is both listed and left out`
+        : `deploy/istio/${f} is neither in kustomization.yaml's resources nor in NOT_IN_BUNDLE`,
+    );
+  }
+  for (const r of listed) assert.ok(files.includes(r), `kustomization.yaml lists ${r}, which does not exist`);
+  for (const r of Object.keys(NOT_IN_BUNDLE))
+    assert.ok(files.includes(r), `NOT_IN_BUNDLE names ${r}, which does not exist`);
+});
+
+test("kubectl apply -k deploy/istio: what the bundle yields validates, in one namespace, with the image set", async () => {
+  const yielded = kustomize(ISTIO_DIR);
+  assert.deepEqual(yielded.map((r) => r.kind).sort(), [
+    "ConfigMap",
+    "DestinationRule",
+    "ServiceEntry",
+    "Telemetry",
+    "WasmPlugin",
+  ]);
+  const istio = yielded.filter(isIstioResource);
+  assert.deepEqual(
+    await istioValidator(istio),
+    istio.map(() => null),
+  );
+  assert.deepEqual(new Set(yielded.map((r) => r.metadata.namespace)), new Set(["default"]));
+  const plugin = yielded.find((r) => r.kind === "WasmPlugin");
+  assert.equal(plugin.spec.url, "oci://registry.example.com/mesh/asm-llm-proxy:0.1.0");
+  // The two places a user changes: the namespace, and the image (a tag or a digest).
+  const mine = read(ISTIO_DIR + "kustomization.yaml")
+    .replace(/^namespace: default$/m, "namespace: llm-apps")
+    .replace(
+      /newName: oci:\/\/registry\.example\.com\/mesh\/asm-llm-proxy\n {4}newTag: 0\.1\.0/,
+      "newName: oci://my.registry.io/team/asm-llm-proxy\n    digest: sha256:" + "ab".repeat(32),
+    );
+  const changed = kustomize(ISTIO_DIR, mine);
+  assert.deepEqual(new Set(changed.map((r) => r.metadata.namespace)), new Set(["llm-apps"]));
+  assert.equal(
+    changed.find((r) => r.kind === "WasmPlugin").spec.url,
+    "oci://my.registry.io/team/asm-llm-proxy@sha256:" + "ab".repeat(32),
+  );
+  const changedIstio = changed.filter(isIstioResource);
+  assert.deepEqual(
+    await istioValidator(changedIstio),
+    changedIstio.map(() => null),
+  );
+});
+
+const kubectl = spawnSync("sh", ["-c", "command -v kubectl"]).status === 0;
+
+test(
+  "kubectl kustomize (kustomize itself) yields exactly what the test builds",
+  { skip: kubectl ? false : "kubectl is not installed: the bundle is checked by the test's own build only" },
+  () => {
+    const r = spawnSync("kubectl", ["kustomize", ISTIO_DIR], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    const key = (d: any) => `${d.kind}/${d.metadata.name}`;
+    const real = parseAllDocuments(r.stdout)
+      .map((d) => d.toJS())
+      .sort((a, b) => key(a).localeCompare(key(b)));
+    const mine = kustomize(ISTIO_DIR).sort((a, b) => key(a).localeCompare(key(b)));
+    assert.deepEqual(real, mine);
+  },
+);

@@ -240,9 +240,16 @@ describe("request bodies that are not JSON", () => {
   }
 });
 
-test("configuration problems are counted, one per problem", async () => {
+test("configuration problems are a gauge, right whatever the number of VMs", async () => {
+  // The host runs Envoy's canary VM, then the worker VM; both configure, and Envoy keeps stats by
+  // name, so a counter bumped per problem would read 6 here.
   const host = await ProxyWasmHost.load(WASM, { pluginConfig: { paths: 1, max_series: 0, nope: true } });
-  assert.equal(host.counter(ISSUE("config_error")), 3);
+  assert.equal(host.gauge("asm_llm_proxy_config_problems"), 3);
+  assert.equal(host.counter(ISSUE("config_error")), undefined, "no longer an issue counter");
+  assert.equal(host.canaryLogs.filter((l) => l.level === "warn").length, 3, "the canary saw them too");
+  // A good configuration sets it back to 0.
+  const good = await ProxyWasmHost.load(WASM, { pluginConfig: {} });
+  assert.equal(good.gauge("asm_llm_proxy_config_problems"), 0);
   assert.deepEqual(
     host.logs.filter((l) => l.level === "warn").map((l) => l.message),
     [

@@ -61,6 +61,7 @@ export namespace HeaderMapType {
 
 export namespace MetricType {
   export const Counter: i32 = 0;
+  export const Gauge: i32 = 1;
   export const Histogram: i32 = 2;
 }
 

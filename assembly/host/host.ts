@@ -117,6 +117,16 @@ export function defineHistogram(name: string): i64 {
   return defineMetric(MetricType.Histogram, name);
 }
 
+/** Defines a gauge; returns its id, or -1 when the host refuses. */
+export function defineGauge(name: string): i64 {
+  return defineMetric(MetricType.Gauge, name);
+}
+
+/** Sets a gauge to a value (Envoy's record_metric on a gauge sets it). */
+export function setGauge(id: u32, value: u64): bool {
+  return proxy_record_metric(id, value) == WasmResult.Ok;
+}
+
 /** Records one sample in a histogram. */
 export function recordHistogram(id: u32, value: u64): bool {
   return proxy_record_metric(id, value) == WasmResult.Ok;

@@ -22,13 +22,15 @@ import {
   TAG_STREAM,
   ISSUE_NAMES,
   ISSUE_CARDINALITY_OVERFLOW,
-  ISSUE_CONFIG_ERROR,
+  METRIC_CONFIG_PROBLEMS,
 } from "../telemetry/names";
 import { Usage, NO_COUNT } from "../llm/usage";
 import {
   getProperty,
   defineCounter,
   defineHistogram,
+  defineGauge,
+  setGauge,
   incrementCounter,
   recordHistogram,
   log,
@@ -84,6 +86,8 @@ export class Root {
   private series: Set<string> = new Set<string>();
   /** Issue counter ids, defined on first use. */
   private issueIds: StaticArray<i64> = new StaticArray<i64>(ISSUE_NAMES.length);
+  /** The configuration-problems gauge id, defined at the first configure. */
+  private configProblemsId: i64 = -1;
 
   constructor() {
     for (let i = 0; i < this.issueIds.length; i++) unchecked((this.issueIds[i] = -1));
@@ -94,8 +98,10 @@ export class Root {
     this.config = result.config;
     for (let i = 0; i < result.errors.length; i++) {
       log(LogLevel.Warn, "asm-llm-proxy: " + result.errors[i]);
-      this.issue(ISSUE_CONFIG_ERROR);
     }
+    // Set, not incremented, and also to 0: a good configuration clears what a bad one reported.
+    if (this.configProblemsId < 0) this.configProblemsId = defineGauge(METRIC_CONFIG_PROBLEMS);
+    if (this.configProblemsId >= 0) setGauge(<u32>this.configProblemsId, <u64>result.errors.length);
   }
 
   /**

@@ -92,16 +92,22 @@ export const OTHER = "other";
  * The filter's own trouble, one counter per kind: `asm_llm_proxy_issues|llmproxy_issue=<kind>`.
  * encoded_body: a response body not read because it was compressed;
  * parse_error: a request or response body (or stream event) that was not valid JSON;
- * cardinality_overflow: a token count folded into the "other" series;
- * config_error: a configuration problem (one per problem, at configure time).
+ * cardinality_overflow: a token count folded into the "other" series.
  */
 export const METRIC_ISSUES = "asm_llm_proxy_issues";
 export const TAG_ISSUE = "llmproxy_issue";
 export const ISSUE_ENCODED_BODY = 0;
 export const ISSUE_PARSE_ERROR = 1;
 export const ISSUE_CARDINALITY_OVERFLOW = 2;
-export const ISSUE_CONFIG_ERROR = 3;
-export const ISSUE_NAMES: string[] = ["encoded_body", "parse_error", "cardinality_overflow", "config_error"];
+export const ISSUE_NAMES: string[] = ["encoded_body", "parse_error", "cardinality_overflow"];
+
+/**
+ * The number of problems in the current configuration, a gauge set (never incremented) at each
+ * configure. Envoy keeps stats by name across VMs and runs a canary VM before each worker VM, so
+ * a counter bumped at configure time would read (1 + workers) x problems; every VM sets the
+ * gauge to the same value, so it reads the right number whatever the VM count.
+ */
+export const METRIC_CONFIG_PROBLEMS = "asm_llm_proxy_config_problems";
 
 export function issueName(issue: i32): string {
   return METRIC_ISSUES + "|" + TAG_ISSUE + "=" + ISSUE_NAMES[issue];

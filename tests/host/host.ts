@@ -51,6 +51,8 @@ export interface HostOptions {
   logLevel?: number;
   /** Echo plugin log lines to stderr. */
   printLogs?: boolean;
+  /** Run Envoy's configuration canary VM before the worker VM (default true). */
+  canary?: boolean;
 }
 
 export interface StreamOptions {
@@ -83,6 +85,8 @@ export class Trap extends Error {}
 
 export class ProxyWasmHost {
   readonly logs: LogLine[] = [];
+  /** Log lines of the configuration canary VM. */
+  readonly canaryLogs: LogLine[] = [];
   readonly traps: Error[] = [];
   /** Stats by Envoy name. */
   readonly metrics = new Map<string, Metric>();
@@ -99,6 +103,7 @@ export class ProxyWasmHost {
   private current: HttpStream | null = null;
   private rootConfig: Uint8Array = new Uint8Array(0);
   private inRoot = false;
+  private inCanary = false;
   private clockNs = 1_700_000_000_000_000_000n;
 
   constructor(
@@ -122,8 +127,33 @@ export class ProxyWasmHost {
     return this.memory.buffer.byteLength;
   }
 
-  /** Instantiates the module and runs the root context's start and configure calls. */
+  /**
+   * Runs the configuration canary as Envoy does (a VM that is started and configured, then
+   * discarded; its stats stay, since Envoy keeps them by name), then instantiates the worker VM
+   * and runs its root context's start and configure calls. The canary's log lines go to
+   * `canaryLogs` (Envoy prints them too) so that `logs` holds the worker's alone.
+   */
   async start(): Promise<void> {
+    const config = this.options.pluginConfig;
+    this.rootConfig = enc.encode(
+      config === undefined ? "" : typeof config === "string" ? config : JSON.stringify(config),
+    );
+    if (this.options.canary !== false) {
+      this.inCanary = true;
+      try {
+        await this.boot();
+      } finally {
+        this.inCanary = false;
+      }
+      if (this.failed) return;
+    }
+    await this.boot();
+    // Define calls made while configuring (the configuration gauge) are not counted: defineCalls
+    // measures what streams cost.
+    this.defineCalls = 0;
+  }
+
+  private async boot(): Promise<void> {
     const imports = this.imports();
     this.instance = await WebAssembly.instantiate(this.module, imports);
     this.exports = this.instance.exports as Record<string, any>;
@@ -133,10 +163,6 @@ export class ProxyWasmHost {
     if (!("proxy_abi_version_0_2_1" in this.exports) && !("proxy_abi_version_0_2_0" in this.exports)) {
       throw new Error("Missing or unknown Proxy-Wasm ABI version");
     }
-    const config = this.options.pluginConfig;
-    this.rootConfig = enc.encode(
-      config === undefined ? "" : typeof config === "string" ? config : JSON.stringify(config),
-    );
     this.inRoot = true;
     try {
       this.call("proxy_on_context_create", this.rootContextId, 0);
@@ -158,6 +184,12 @@ export class ProxyWasmHost {
   /** Samples of a histogram by the name the plugin gave it. */
   histogram(name: string): number[] | undefined {
     return this.metrics.get("wasmcustom." + name)?.samples;
+  }
+
+  /** Current value of a gauge by the name the plugin gave it. */
+  gauge(name: string): number | undefined {
+    const m = this.metrics.get("wasmcustom." + name);
+    return m?.type === MetricType.Gauge ? m.value : undefined;
   }
 
   /** Current value of a counter by the name the plugin gave it. */
@@ -249,7 +281,7 @@ export class ProxyWasmHost {
     const env: Record<string, (...a: any[]) => any> = {
       proxy_log(level: number, ptr: number, len: number) {
         const line = { level: LEVEL_NAMES[level] ?? String(level), message: h.readString(ptr, len) };
-        h.logs.push(line);
+        (h.inCanary ? h.canaryLogs : h.logs).push(line);
         if (h.options.printLogs) process.stderr.write(`[wasm ${line.level}] ${line.message}\n`);
         return WasmResult.Ok;
       },
@@ -426,7 +458,7 @@ export class ProxyWasmHost {
           text += h.readString(ptr, len);
           total += len;
         }
-        h.logs.push({ level: fd === 2 ? "error" : "info", message: text });
+        (h.inCanary ? h.canaryLogs : h.logs).push({ level: fd === 2 ? "error" : "info", message: text });
         v.setUint32(written, total, true);
         return 0;
       },
