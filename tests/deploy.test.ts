@@ -12,7 +12,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { relative } from "node:path";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { Ajv } from "ajv";
-import { CLUSTER, LOG_FIELDS, NODE_METADATA, ROOT } from "./seed.ts";
+import { CLUSTER, LOG_FIELDS, NODE_METADATA, ROOT, PLUGIN_CONFIG } from "./seed.ts";
+import { MOCK_API_KEY } from "./mock-upstream.ts";
 import { walk } from "../scripts/check-structure.ts";
 
 const DEPLOY = ROOT + "deploy/";
@@ -366,9 +367,12 @@ test("the local Envoy stands in for the sleep sidecar: node, ports, wasm filter,
   const config = wasm.typed_config.config;
   assert.equal(config.fail_open, true);
   assert.equal(config.vm_config.runtime, "envoy.wasm.runtime.v8");
-  assert.deepEqual(config.configuration, {
-    "@type": "type.googleapis.com/google.protobuf.StringValue",
-    value: "{}",
+  // The seed's routing, as Istio sends the WasmPlugin's pluginConfig, and the mock's key in the
+  // VM environment as vmConfig.env puts it there.
+  assert.equal(config.configuration["@type"], "type.googleapis.com/google.protobuf.StringValue");
+  assert.deepEqual(JSON.parse(config.configuration.value), PLUGIN_CONFIG);
+  assert.deepEqual(config.vm_config.environment_variables, {
+    key_values: { DASHSCOPE_API_KEY: MOCK_API_KEY },
   });
   // The module is where Dockerfile.envoy puts it, and the configuration where the entry point
   // reads it.
@@ -379,8 +383,12 @@ test("the local Envoy stands in for the sleep sidecar: node, ports, wasm filter,
   );
   assert.match(dockerfile, /^COPY deploy\/envoy\/envoy\.yaml \/etc\/envoy\/envoy\.template\.yaml$/m);
   assert.match(read(DEPLOY + "envoy/entrypoint.sh"), /\/etc\/envoy\/envoy\.template\.yaml/);
-  // Everything goes to the LLM host's cluster, named as Istio names it.
-  const route = hcm.route_config.virtual_hosts[0].routes[0];
+  // Everything goes to the LLM host's cluster, named as Istio names it: subscribers by the
+  // route named vip-route (as the VirtualService's), everyone else by the default route.
+  const [vip, route] = hcm.route_config.virtual_hosts[0].routes;
+  assert.equal(vip.name, "vip-route");
+  assert.deepEqual(vip.match.headers, [{ name: "user-type", string_match: { exact: "subscriber" } }]);
+  assert.equal(vip.route.cluster, CLUSTER);
   assert.deepEqual(route.match, { prefix: "/" });
   assert.equal(route.route.cluster, CLUSTER);
   assert.deepEqual(
