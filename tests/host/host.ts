@@ -482,6 +482,7 @@ export class ProxyWasmHost {
         return 0;
       },
       environ_get(array: number, buf: number) {
+        h.environReads++;
         let p = buf;
         h.environ().forEach((e, i) => {
           h.view().setUint32(array + i * 4, p, true);
@@ -506,7 +507,6 @@ export class ProxyWasmHost {
   environReads = 0;
 
   private environ(): Uint8Array[] {
-    this.environReads++;
     return Object.entries(this.options.env ?? {}).map(([k, v]) => enc.encode(`${k}=${v}\0`));
   }
 
