@@ -409,13 +409,17 @@ describe("the route Envoy chose", () => {
   });
 
   test("a weighted split: the plugin applies the provider of the cluster the route chose, which clears do not move", async () => {
+    // The VirtualService of deploy/istio/alternatives/dashscope-moonshot-split.yaml, and Istio's
+    // default route of the Moonshot ServiceEntry's own virtual host.
     const split = [
       {
+        headers: { ":authority": "dashscope.aliyuncs.com" },
         clusters: [
           { cluster: CLUSTER, weight: 50 },
           { cluster: MOONSHOT, weight: 50 },
         ],
       },
+      { headers: { ":authority": "api.moonshot.cn" }, clusters: [{ cluster: MOONSHOT, weight: 100 }] },
     ];
     const host = await load(
       [
@@ -435,11 +439,16 @@ describe("the route Envoy chose", () => {
       s.sendRequestHeaders(post("dashscope.aliyuncs.com"));
       s.sendRequestBody(REQUEST_BODY, true);
       const cluster = s.cluster!;
+      // Chosen before the plugin ran, and again after each of its header changes (each cleared
+      // the route cache): the same cluster every time, so the key goes to the host it is for.
+      assert.ok(s.pickedClusters.length >= 2);
+      assert.deepEqual(new Set(s.pickedClusters), new Set([cluster]));
       seen.set(cluster, (seen.get(cluster) ?? 0) + 1);
       const moonshot = cluster === MOONSHOT;
       const get = (k: string) => s.requestHeaders.find(([n]) => n === k)?.[1];
       assert.ok(s.routeCacheClears > 0);
       assert.equal(get(":path"), moonshot ? "/v1/chat/completions" : PATH);
+      assert.equal(get(":authority"), moonshot ? "api.moonshot.cn" : "dashscope.aliyuncs.com");
       assert.equal(
         get("authorization"),
         `Bearer ${moonshot ? MOONSHOT_KEY : KEY}`,

@@ -186,6 +186,8 @@ export class Stream {
   insertedStream: i8 = -1;
   /** The upstream cluster, when read in the request headers; "" when read and absent. */
   cluster: string | null = null;
+  /** The provider's host, when the route chose a provider other than the one the authority names. */
+  movedTo: string | null = null;
   injected: bool = false;
   /** Set when the response says why its usage cannot be had (error, encoded). */
   usageStatus: string = "";
@@ -255,7 +257,12 @@ export class Stream {
     const cluster = firstProperty(CLUSTER_PATHS);
     this.cluster = cluster !== null ? cluster : "";
     const service = cluster !== null ? serviceFromCluster(cluster) : null;
-    if (service !== null) provider = routing.find(service);
+    if (service !== null) {
+      const named = provider;
+      provider = routing.find(service);
+      // A weighted split sent the call to another provider: it gets its own host name too.
+      if (provider !== null && provider !== named) this.movedTo = provider.host;
+    }
     if (provider === null) return null;
     return provider.targetFor(provider.routes.size > 0 ? routeName() : null);
   }
@@ -266,6 +273,13 @@ export class Stream {
       const upstream = withQuery(target.path, path);
       const bytes = upstream.length == target.path.length ? target.pathBytes : String.UTF8.encode(upstream);
       if (replaceHeader(HeaderMapType.RequestHeaders, H_PATH, bytes)) this.path = upstream;
+    }
+    const moved = this.movedTo;
+    if (
+      moved !== null &&
+      replaceHeader(HeaderMapType.RequestHeaders, H_AUTHORITY, String.UTF8.encode(moved))
+    ) {
+      this.authority = moved;
     }
     // The configured key replaces whatever the client sent in that header.
     const key = target.authValue;

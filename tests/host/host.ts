@@ -600,6 +600,8 @@ export class HttpStream {
   /** Route cache clears (request-header changes) and route choices, with `routes`. */
   routeCacheClears = 0;
   routePicks = 0;
+  /** The cluster of each route choice, in order. */
+  readonly pickedClusters: Array<string | undefined> = [];
   ended = false;
   private route: { name?: string; cluster: string } | null = null;
   private routeStale = true;
@@ -663,6 +665,7 @@ export class HttpStream {
         }
         this.route = { name: rule.name, cluster: chosen.cluster };
       }
+      this.pickedClusters.push(this.route?.cluster);
     }
     return this.route;
   }
