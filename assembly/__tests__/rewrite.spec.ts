@@ -22,7 +22,7 @@ function pass(text: string, cuts: i32[], insert: string): string {
     const chunk = String.UTF8.decodeUnsafe(p + <usize>from, <usize>(to - from));
     const at = brace.feed(scanner, p + <usize>from, <usize>(to - from));
     if (at >= 0 && scanner.state(REQUEST_MODEL) == 0) {
-      const text = members(insert, -1, "", brace.empty);
+      const text = members(jsonString(insert), -1, "", brace.empty);
       out += chunk.substring(0, <i32>at) + text + chunk.substring(<i32>at);
     } else {
       out += chunk;
@@ -72,7 +72,9 @@ describe("ClosingBrace", () => {
 
 describe("members", () => {
   it("joins model, stream and extra text, with the comma only after other members", () => {
-    expect(members("qwen-turbo", 1, ',"x":1', false)).toBe(',"model":"qwen-turbo","stream":true,"x":1');
+    expect(members(jsonString("qwen-turbo"), 1, ',"x":1', false)).toBe(
+      ',"model":"qwen-turbo","stream":true,"x":1',
+    );
     expect(members(null, 0, "", true)).toBe('"stream":false');
     expect(members(null, -1, "", false)).toBe("");
   });

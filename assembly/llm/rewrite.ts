@@ -93,10 +93,11 @@ export function jsonString(s: string): string {
 /**
  * The members to insert before the closing brace, with the separating comma when the object
  * already has members: `,"model":"qwen-turbo","stream":true`. Empty when there is nothing to add.
+ * `model` is a JSON string literal already (`jsonString`, done once per configuration).
  */
 export function members(model: string | null, stream: i8, extra: string, empty: bool): string {
   let out = "";
-  if (model !== null) out += ',"model":' + jsonString(model);
+  if (model !== null) out += ',"model":' + model;
   if (stream >= 0) out += ',"stream":' + (stream > 0 ? "true" : "false");
   out += extra;
   if (empty && out.length > 0) out = out.substring(1);

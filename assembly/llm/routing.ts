@@ -5,6 +5,7 @@
 // (config/providers.ts builds them). Pure: no host imports.
 
 import { hostFromAuthority } from "../telemetry/names";
+import { jsonString } from "./rewrite";
 
 /** How a provider takes its key. */
 export const AUTH_BEARER: u8 = 0; // authorization: Bearer <key> (OpenAI, DashScope, Moonshot, ...)
@@ -32,6 +33,8 @@ export class Target {
   authValue: ArrayBuffer | null = null;
   /** The `:path` value, encoded once. */
   pathBytes: ArrayBuffer = new ArrayBuffer(0);
+  /** The model as a JSON string literal, escaped once. */
+  modelJson: string = "";
 
   /** Whether the body may change, so that content-length must go in the headers callback. */
   get rewritesBody(): bool {
@@ -57,6 +60,7 @@ export class Target {
     this.authValue =
       key.length == 0 ? null : String.UTF8.encode(this.auth == AUTH_BEARER ? "Bearer " + key : key);
     this.pathBytes = String.UTF8.encode(this.path);
+    this.modelJson = jsonString(this.model);
   }
 }
 

@@ -344,16 +344,16 @@ export class Stream {
   /** What the closed body lacks, given what the scanner saw of its top-level keys. */
   private insertion(scanner: JsonScanner, empty: bool): string {
     const target = this.target!;
-    const model = target.model.length > 0 && scanner.state(REQUEST_MODEL) == 0 ? target.model : null;
+    const absent = target.model.length > 0 && scanner.state(REQUEST_MODEL) == 0;
     const stream: i8 = target.stream >= 0 && scanner.state(REQUEST_STREAM) == 0 ? target.stream : -1;
     const streamed = stream >= 0 ? stream > 0 : scanner.has(REQUEST_STREAM) && scanner.bool(REQUEST_STREAM);
     const usage =
       this.root.config.acceptsUsageOption(this.path) &&
       streamed &&
       scanner.state(REQUEST_STREAM_OPTIONS) == 0;
-    const text = members(model, stream, usage ? USAGE_OPTION_TEXT : "", empty);
+    const text = members(absent ? target.modelJson : null, stream, usage ? USAGE_OPTION_TEXT : "", empty);
     if (text.length > 0) {
-      this.insertedModel = model;
+      this.insertedModel = absent ? target.model : null;
       this.insertedStream = stream;
       this.injected = usage;
     }
