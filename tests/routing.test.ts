@@ -121,6 +121,27 @@ describe("a POST to a provider host", () => {
     assert.deepEqual(header(x, "authorization"), [`Bearer ${KEY}`]);
   });
 
+  test("a repeated header: the client's Authorization headers all go; the plugin reads the first value", async () => {
+    const host = await load([DASHSCOPE], { routes: SEED_HOST.routes }, { header_dimensions: ["user-type"] });
+    const x = send(
+      host,
+      [
+        ...Object.entries(post("dashscope.aliyuncs.com")),
+        ["authorization", "Bearer sk-client-one"],
+        ["authorization", "Bearer sk-client-two"],
+        ["user-type", "subscriber"],
+        ["user-type", "free"],
+      ],
+      REQUEST_BODY,
+    );
+    assert.deepEqual(header(x, "authorization"), [`Bearer ${KEY}`]);
+    assert.equal(x.s.state("wasm.asm.llmproxy.user_type"), "subscriber");
+    // Envoy's route match sees "subscriber,free", which is not exactly "subscriber": the default
+    // route, so the provider's own model.
+    assert.equal(x.s.routeName, undefined);
+    assert.equal(JSON.parse(x.body).model, "qwen1.5-72b-chat");
+  });
+
   test("x-api-key and api-key providers get their header; the client's other headers stay", async () => {
     const host = await load([
       { host: "api.anthropic.com", auth: "x-api-key", api_key: KEY, model: "claude-sonnet-4-5" },
@@ -227,6 +248,25 @@ describe("every other host behaves exactly as without providers", () => {
     assert.equal(a.s.hostCalls, b.s.hostCalls);
     assert.equal(a.s.hostCalls, 1, "only :method");
   });
+
+  for (const cluster of ["PassthroughCluster", ""]) {
+    test(`a provider host through ${cluster || "no known cluster"}: path and model, but no key`, async () => {
+      const host = await load([DASHSCOPE], { logLevel: LogLevel.debug });
+      const x = send(host, post("dashscope.aliyuncs.com"), REQUEST_BODY, [], cluster);
+      assert.equal(x.path, PATH);
+      assert.equal(JSON.parse(x.body).model, "qwen1.5-72b-chat");
+      assert.deepEqual(
+        header(x, "authorization"),
+        [],
+        "no key without the provider's own cluster (and its TLS)",
+      );
+      assert.ok(
+        host.logs.some(
+          (l) => l.level === "debug" && /no key sent to dashscope\.aliyuncs\.com/.test(l.message),
+        ),
+      );
+    });
+  }
 
   test("a provider host routed to another service's cluster gets no key (it stays home)", async () => {
     const host = await load([DASHSCOPE]);

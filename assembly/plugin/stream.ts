@@ -188,6 +188,8 @@ export class Stream {
   cluster: string | null = null;
   /** The provider's host, when the route chose a provider other than the one the authority names. */
   movedTo: string | null = null;
+  /** The upstream cluster is the provider's own (Istio's outbound|port||host): the key may go. */
+  keyAllowed: bool = false;
   injected: bool = false;
   /** Set when the response says why its usage cannot be had (error, encoded). */
   usageStatus: string = "";
@@ -249,7 +251,10 @@ export class Stream {
    * The provider this POST is for and what its route sets, or null. The upstream cluster decides
    * when it names a provider host (a weighted VirtualService split chose it); the authority
    * otherwise. A cluster that names another service is not a provider call: its key stays home.
-   * Everything is read before any header changes (each change makes Envoy pick the route again).
+   * The key goes only where the cluster is the provider's own: not through PassthroughCluster
+   * (no ServiceEntry), which would send it wherever the client's DNS pointed, without the TLS a
+   * DestinationRule originates. Everything is read before any header changes (each change makes
+   * Envoy pick the route again).
    */
   private providerTarget(routing: Routing, authority: string, known: bool): Target | null {
     let provider = routing.find(authority);
@@ -262,6 +267,7 @@ export class Stream {
       provider = routing.find(service);
       // A weighted split sent the call to another provider: it gets its own host name too.
       if (provider !== null && provider !== named) this.movedTo = provider.host;
+      this.keyAllowed = provider !== null;
     }
     if (provider === null) return null;
     return provider.targetFor(provider.routes.size > 0 ? routeName() : null);
@@ -283,7 +289,20 @@ export class Stream {
     }
     // The configured key replaces whatever the client sent in that header.
     const key = target.authValue;
-    if (key !== null) replaceHeader(HeaderMapType.RequestHeaders, target.authName, key);
+    if (key === null) return;
+    if (this.keyAllowed) {
+      replaceHeader(HeaderMapType.RequestHeaders, target.authName, key);
+    } else if (logEnabled(LogLevel.Debug)) {
+      const cluster = this.cluster !== null && this.cluster!.length > 0 ? this.cluster! : "-";
+      log(
+        LogLevel.Debug,
+        "asm-llm-proxy: no key sent to " +
+          this.authority +
+          ": upstream cluster " +
+          cluster +
+          " is not the provider's",
+      );
+    }
   }
 
   private readHeaderDimensions(): void {

@@ -7,7 +7,8 @@
 //   emulating Envoy before 1.33); an unknown top-level name falls back to filter state (§1, §3);
 // - define_metric prefixes "wasmcustom." and hands out a new id on every call (§2);
 // - increment_metric refuses a delta <= 0 on counters (§2);
-// - header maps are readable only during their own headers callback (§9);
+// - header maps are readable only during their own headers callback (§9); get_header_map_value
+//   answers the first value of a repeated header, replace_header_map_value leaves one value;
 // - a body callback that returns Continue sees only its chunk; StopIterationAndBuffer keeps the
 //   chunk and hands the whole buffered body to the next call, which the host records as "held";
 // - a trap marks the VM failed; later calls are skipped as under FAIL_OPEN, and the trap is kept
@@ -325,9 +326,9 @@ export class ProxyWasmHost {
         if (!map) return WasmResult.NotFound;
         const key = h.readString(kp, kl).toLowerCase();
         const value = h.readString(vp, vl);
-        const i = map.findIndex(([k]) => k === key);
-        if (i >= 0) map[i] = [key, value];
-        else map.push([key, value]);
+        // Envoy's setCopy (since 1.15.1): every value of the header goes, one is added.
+        for (let i = map.length - 1; i >= 0; i--) if (map[i][0] === key) map.splice(i, 1);
+        map.push([key, value]);
         h.current!.headerChanged(type);
         return WasmResult.Ok;
       },
@@ -648,7 +649,12 @@ export class HttpStream {
     if (this.routeStale) {
       this.routeStale = false;
       this.routePicks++;
-      const get = (k: string) => this.requestHeaders.find(([n]) => n === k)?.[1];
+      // Envoy's header matchers see every value of a repeated header, joined with commas.
+      const get = (k: string) =>
+        this.requestHeaders
+          .filter(([n]) => n === k)
+          .map(([, v]) => v)
+          .join(",");
       const rule = rules.find((r) => Object.entries(r.headers ?? {}).every(([k, v]) => get(k) === v));
       if (!rule) this.route = null;
       else {
