@@ -354,7 +354,12 @@ export class Stream {
       const at = brace.feed(scanner, ptr, got);
       if (at >= 0) {
         const text = this.insertion(scanner, brace.empty);
-        if (text.length > 0) this.insert(start + <usize>at, start == 0 ? ptr : 0, text);
+        if (text.length > 0 && !this.insert(start + <usize>at, start == 0 ? ptr : 0, text)) {
+          // The host refused the change: the body went on as the client sent it.
+          this.insertedModel = null;
+          this.insertedStream = -1;
+          this.injected = false;
+        }
       }
       release(ptr);
     }
@@ -383,13 +388,13 @@ export class Stream {
    * Inserts `text` at byte `at` of the current request chunk. `head` is the chunk's first bytes
    * when already read (they reach past `at`), else 0 and they are read again.
    */
-  private insert(at: usize, head: usize, text: string): void {
+  private insert(at: usize, head: usize, text: string): bool {
     let prefix = head;
     if (prefix == 0 && at > 0) {
       prefix = readBuffer(BufferType.HttpRequestBody, 0, at);
       if (prefix == 0 || bufferLength < at) {
         release(prefix);
-        return;
+        return false;
       }
     }
     const bytes = String.UTF8.encode(text);
@@ -398,9 +403,10 @@ export class Stream {
     if (at > 0) memory.copy(out, prefix, at);
     memory.copy(out + at, changetype<usize>(bytes), extra);
     // Envoy's set_buffer_bytes with start 0 drains `at` bytes and prepends the new ones.
-    replaceBuffer(BufferType.HttpRequestBody, at, out, at + extra);
+    const done = replaceBuffer(BufferType.HttpRequestBody, at, out, at + extra);
     heap.free(out);
     if (prefix != head) release(prefix);
+    return done;
   }
 
   /**
