@@ -44,19 +44,21 @@ test("seed over loopback HTTP: the curl calls completed, access-log fields, Prom
       assert.equal(r.stream.held, 0);
       logs.push(JSON.parse(renderJsonAccessLog(LOG_FIELDS, { stream: r.stream, responseCode: r.status })));
     }
-    assert.deepEqual(
-      logs.map((l) => [
-        l.path,
-        l.route_name,
-        l.request_model,
-        l.request_prompt_tokens,
-        l.request_completion_tokens,
-      ]),
-      [
-        [PATH, "-", "qwen1.5-72b-chat", "3", "55"],
-        [PATH, "vip-route", "qwen-turbo", "11", "90"],
-      ],
-    );
+    // The seed's access-log lines, field by field.
+    const line = (route: string, model: string, prompt: string, completion: string) => ({
+      authority_for: "dashscope.aliyuncs.com",
+      path: PATH,
+      response_code: "200",
+      route_name: route,
+      upstream_cluster: CLUSTER,
+      request_model: model,
+      request_prompt_tokens: prompt,
+      request_completion_tokens: completion,
+    });
+    assert.deepEqual(logs, [
+      line("-", "qwen1.5-72b-chat", "3", "55"),
+      line("vip-route", "qwen-turbo", "11", "90"),
+    ]);
     assert.equal(upstream.requests.length, 2);
     assert.deepEqual(
       grepLlmproxy(renderPrometheus(host, loadStatsTags(BOOTSTRAP_CONFIGMAP))),
