@@ -17,6 +17,7 @@ import {
   PROMETHEUS_LINES,
   grepLlmproxy,
   seedCall,
+  SEED_HOST,
 } from "./seed.ts";
 
 const tags = loadStatsTags(BOOTSTRAP_CONFIGMAP);
@@ -120,7 +121,7 @@ describe("asm_llm_proxy_requests counts every matched call, with how its usage w
   });
 
   test("the seed scenario keeps exactly the seed's token lines and adds one request line per model", async () => {
-    const host = await load();
+    const host = await ProxyWasmHost.load(WASM, SEED_HOST);
     for (const c of CALLS) {
       seedCall(host, c);
     }

@@ -17,7 +17,8 @@ import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { Ajv } from "ajv";
 import ts from "typescript";
 import { spawnSync } from "node:child_process";
-import { CLUSTER, LOG_FIELDS, NODE_METADATA, ROOT } from "./seed.ts";
+import { CLUSTER, LOG_FIELDS, NODE_METADATA, ROOT, PLUGIN_CONFIG, ROUTES } from "./seed.ts";
+import { MOCK_API_KEY } from "./mock-upstream.ts";
 import { walk } from "../scripts/check-structure.ts";
 
 const DEPLOY = ROOT + "deploy/";
@@ -213,8 +214,12 @@ test("every Istio resource validates against its CRD version, unknown fields ref
   const kinds = resources.map((d) => d.doc.kind).sort();
   assert.deepEqual(kinds, [
     "DestinationRule",
+    "DestinationRule",
+    "ServiceEntry",
     "ServiceEntry",
     "Telemetry",
+    "VirtualService",
+    "VirtualService",
     "WasmPlugin",
     "WasmPlugin",
     "WasmPlugin",
@@ -335,9 +340,67 @@ test("the WasmPlugins: oci, https with sha256, file; otherwise the same, FAIL_OP
   assert.equal(schema({ inject_stream_usage: "yes" }), false);
 });
 
+test("the seed's routing: vip-route on user-type subscriber, providers with keys from the proxy's environment", () => {
+  const [plugin] = ofKind("WasmPlugin").filter((d) => d.file.endsWith("istio/wasmplugin.yaml"));
+  const providers: any[] = plugin.doc.spec.pluginConfig.providers;
+  // The DashScope provider is the one the seed test and npm start run with.
+  assert.deepEqual(providers[0], PLUGIN_CONFIG.providers[0]);
+  // Every key comes from the proxy's environment, none from a resource.
+  const env: any[] = plugin.doc.spec.vmConfig.env;
+  for (const p of providers) {
+    assert.equal(p.api_key, undefined, `${p.host}: no inline key in a resource anyone can read`);
+    assert.deepEqual(
+      env.find((e) => e.name === p.api_key_env),
+      { name: p.api_key_env, valueFrom: "HOST" },
+      p.host,
+    );
+  }
+  const hosts = new Set(providers.map((p) => p.host));
+  const services = ofKind("VirtualService");
+  assert.equal(services.length, 2);
+  for (const { file, doc } of services) {
+    assert.deepEqual(doc.spec.hosts, ["dashscope.aliyuncs.com"], file);
+    const [vip, rest] = doc.spec.http;
+    assert.equal(vip.name, "vip-route", file);
+    assert.deepEqual(vip.match, [{ headers: { "user-type": { exact: "subscriber" } } }], file);
+    assert.equal(rest.match, undefined, `${file}: the second route is the default route`);
+    assert.ok(
+      Object.keys(providers[0].routes).includes(vip.name),
+      `${file}: the plugin has the route's settings`,
+    );
+    // Each destination is a provider host with TLS origination from port 80 (so the plugin sees
+    // plain HTTP and the cluster outbound|80||<host>).
+    for (const r of doc.spec.http)
+      for (const d of r.route) {
+        assert.ok(hosts.has(d.destination.host), `${file}: ${d.destination.host} is a provider`);
+        assert.equal(d.destination.port.number, 80, file);
+        const dr = ofKind("DestinationRule").find((x) => x.doc.spec.host === d.destination.host);
+        assert.equal(dr?.doc.spec.trafficPolicy.portLevelSettings[0].tls.mode, "SIMPLE", d.destination.host);
+        assert.ok(ofKind("ServiceEntry").some((x) => x.doc.spec.hosts.includes(d.destination.host)));
+      }
+  }
+  const split = services.find((d) => d.file.includes("split"))!.doc.spec.http[1].route;
+  assert.deepEqual(
+    split.map((d: any) => [d.destination.host, d.weight]),
+    [
+      ["dashscope.aliyuncs.com", 50],
+      ["api.moonshot.cn", 50],
+    ],
+  );
+  // The test host's routes of the seed are these.
+  assert.deepEqual(
+    ROUTES.map((r) => [r.name, r.headers]),
+    [
+      ["vip-route", { "user-type": "subscriber" }],
+      [undefined, undefined],
+    ],
+  );
+});
+
 test("the egress resources originate TLS for the host whose cluster the plugin reads", () => {
-  const [se] = ofKind("ServiceEntry");
-  const [dr] = ofKind("DestinationRule");
+  const egress = (d: Doc) => d.file.endsWith("istio/dashscope-egress.yaml");
+  const [se] = ofKind("ServiceEntry").filter(egress);
+  const [dr] = ofKind("DestinationRule").filter(egress);
   const host = CLUSTER.split("|")[3];
   assert.deepEqual(se.doc.spec.hosts, [host]);
   assert.ok(
@@ -378,9 +441,12 @@ test("the local Envoy stands in for the sleep sidecar: node, ports, wasm filter,
   const config = wasm.typed_config.config;
   assert.equal(config.fail_open, true);
   assert.equal(config.vm_config.runtime, "envoy.wasm.runtime.v8");
-  assert.deepEqual(config.configuration, {
-    "@type": "type.googleapis.com/google.protobuf.StringValue",
-    value: "{}",
+  // The seed's routing, as Istio sends the WasmPlugin's pluginConfig, and the mock's key in the
+  // VM environment as vmConfig.env puts it there.
+  assert.equal(config.configuration["@type"], "type.googleapis.com/google.protobuf.StringValue");
+  assert.deepEqual(JSON.parse(config.configuration.value), PLUGIN_CONFIG);
+  assert.deepEqual(config.vm_config.environment_variables, {
+    key_values: { DASHSCOPE_API_KEY: MOCK_API_KEY },
   });
   // The module is where Dockerfile.envoy puts it, and the configuration where the entry point
   // reads it.
@@ -391,8 +457,12 @@ test("the local Envoy stands in for the sleep sidecar: node, ports, wasm filter,
   );
   assert.match(dockerfile, /^COPY deploy\/envoy\/envoy\.yaml \/etc\/envoy\/envoy\.template\.yaml$/m);
   assert.match(read(DEPLOY + "envoy/entrypoint.sh"), /\/etc\/envoy\/envoy\.template\.yaml/);
-  // Everything goes to the LLM host's cluster, named as Istio names it.
-  const route = hcm.route_config.virtual_hosts[0].routes[0];
+  // Everything goes to the LLM host's cluster, named as Istio names it: subscribers by the
+  // route named vip-route (as the VirtualService's), everyone else by the default route.
+  const [vip, route] = hcm.route_config.virtual_hosts[0].routes;
+  assert.equal(vip.name, "vip-route");
+  assert.deepEqual(vip.match.headers, [{ name: "user-type", string_match: { exact: "subscriber" } }]);
+  assert.equal(vip.route.cluster, CLUSTER);
   assert.deepEqual(route.match, { prefix: "/" });
   assert.equal(route.route.cluster, CLUSTER);
   assert.deepEqual(
@@ -640,6 +710,8 @@ const NOT_IN_BUNDLE: Record<string, string> = {
   "meshconfig-access-log.yaml": "an IstioOperator overlay for istioctl, not a cluster resource",
   "alternatives/wasmplugin-https.yaml": "an alternative to wasmplugin.yaml (same name)",
   "alternatives/wasmplugin-file.yaml": "an alternative to wasmplugin.yaml (same name)",
+  "alternatives/dashscope-moonshot-split.yaml":
+    "replaces dashscope-routing.yaml's default route with a weighted split",
 };
 
 /** The `name[:tag][@digest]` parts of an image reference, as kustomize splits them. */
@@ -713,6 +785,7 @@ test("kubectl apply -k deploy/istio: what the bundle yields validates, in one na
     "DestinationRule",
     "ServiceEntry",
     "Telemetry",
+    "VirtualService",
     "WasmPlugin",
   ]);
   const istio = yielded.filter(isIstioResource);

@@ -85,6 +85,7 @@ function send(
   port: number,
   headers: Record<string, string>,
   body: string,
+  path = PATH,
 ): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request(
@@ -92,7 +93,7 @@ function send(
         host,
         port,
         method: "POST",
-        path: PATH,
+        path,
         headers: { ...headers, "content-length": Buffer.byteLength(body) },
         timeout: 30_000,
       },
@@ -155,10 +156,16 @@ export async function scenario(
   admin: number,
   logLines: () => string[],
 ): Promise<void> {
-  // The seed's two calls, as `curl -H 'Host: dashscope.aliyuncs.com'` sends them.
+  // The seed's two curl calls as written (POST /, no model, no key), with the Host header.
   for (const call of CALLS) {
     const headers = Object.fromEntries(Object.entries(call.headers).filter(([k]) => !k.startsWith(":")));
-    const r = await send(host, port, { ...headers, host: call.headers[":authority"] }, REQUEST_BODY);
+    const r = await send(
+      host,
+      port,
+      { ...headers, host: call.headers[":authority"] },
+      REQUEST_BODY,
+      call.headers[":path"],
+    );
     assert.equal(r.status, 200, r.body);
   }
   const s = await send(

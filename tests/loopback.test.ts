@@ -1,17 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
-// The seed scenario over real HTTP on loopback: the test host forwards to the mock upstream and
-// feeds the plugin the response chunks as the socket delivers them.
+// The seed scenario over real HTTP on loopback: the test host forwards what the plugin left of
+// each request (path, headers, body) to the strict mock upstream and feeds the plugin the
+// response chunks as the socket delivers them.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ProxyWasmHost } from "./host/host.ts";
 import { exchange } from "./host/exchange.ts";
 import { loadStatsTags, renderPrometheus, renderJsonAccessLog } from "./host/telemetry.ts";
-import { startMockUpstream, completionBody, completionEvents } from "./mock-upstream.ts";
+import { startMockUpstream, completionBody, completionEvents, MOCK_API_KEY } from "./mock-upstream.ts";
 import {
   WASM,
   BOOTSTRAP_CONFIGMAP,
-  NODE_METADATA,
+  SEED_HOST,
+  PATH,
   CLUSTER,
   CALLS,
   REQUEST_BODY,
@@ -20,10 +22,10 @@ import {
   grepLlmproxy,
 } from "./seed.ts";
 
-test("seed over loopback HTTP: access-log fields, Prometheus lines, bodies untouched", async () => {
+test("seed over loopback HTTP: the curl calls completed, access-log fields, Prometheus lines", async () => {
   const upstream = await startMockUpstream();
   try {
-    const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA });
+    const host = await ProxyWasmHost.load(WASM, SEED_HOST);
     const logs = [];
     for (const call of CALLS) {
       const { [":method"]: method, [":path"]: path, [":authority"]: authority, ...headers } = call.headers;
@@ -34,18 +36,30 @@ test("seed over loopback HTTP: access-log fields, Prometheus lines, bodies untou
         CLUSTER,
       );
       assert.equal(r.status, 200);
+      assert.equal(r.upstreamPath, PATH);
+      assert.equal(r.upstreamHeaders.authorization, `Bearer ${MOCK_API_KEY}`);
+      assert.equal(JSON.parse(r.upstreamBody).model, call.model);
       assert.equal(r.body, completionBody(call.model));
       assert.ok(r.chunks >= 2, "the body arrived in more than one chunk");
       assert.equal(r.stream.held, 0);
       logs.push(JSON.parse(renderJsonAccessLog(LOG_FIELDS, { stream: r.stream, responseCode: r.status })));
     }
-    assert.deepEqual(
-      logs.map((l) => [l.request_model, l.request_prompt_tokens, l.request_completion_tokens]),
-      [
-        ["qwen1.5-72b-chat", "3", "55"],
-        ["qwen-turbo", "11", "90"],
-      ],
-    );
+    // The seed's access-log lines, field by field.
+    const line = (route: string, model: string, prompt: string, completion: string) => ({
+      authority_for: "dashscope.aliyuncs.com",
+      path: PATH,
+      response_code: "200",
+      route_name: route,
+      upstream_cluster: CLUSTER,
+      request_model: model,
+      request_prompt_tokens: prompt,
+      request_completion_tokens: completion,
+    });
+    assert.deepEqual(logs, [
+      line("-", "qwen1.5-72b-chat", "3", "55"),
+      line("vip-route", "qwen-turbo", "11", "90"),
+    ]);
+    assert.equal(upstream.requests.length, 2);
     assert.deepEqual(
       grepLlmproxy(renderPrometheus(host, loadStatsTags(BOOTSTRAP_CONFIGMAP))),
       PROMETHEUS_LINES,
@@ -56,10 +70,10 @@ test("seed over loopback HTTP: access-log fields, Prometheus lines, bodies untou
   }
 });
 
-test("a streamed call over loopback HTTP: usage from the last event, every chunk passed on", async () => {
+test("a streamed call over loopback HTTP: the client's model kept, usage from the last event", async () => {
   const upstream = await startMockUpstream();
   try {
-    const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA });
+    const host = await ProxyWasmHost.load(WASM, SEED_HOST);
     const body = JSON.stringify({
       model: "qwen-turbo",
       stream: true,
@@ -78,6 +92,7 @@ test("a streamed call over loopback HTTP: usage from the last event, every chunk
       upstream.port,
       CLUSTER,
     );
+    assert.equal(r.upstreamBody, body, "the client named its model: the body is left alone");
     assert.equal(r.body, completionEvents("qwen-turbo", true).join(""));
     assert.ok(r.chunks > 3, "the events arrived in separate chunks");
     assert.equal(r.stream.held, 0);

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// A small OpenAI-compatible upstream for the demo and the tests: it answers chat completions the
-// way DashScope's compatible mode does in the seed's scenario. The model is the request's, or
-// chosen the way the seed's routing does (`user-type: subscriber` goes to qwen-turbo).
+// A small OpenAI-compatible upstream for the demo and the tests, as strict as DashScope's
+// compatible mode: only POST /compatible-mode/v1/chat/completions (else 404), only with
+// `Authorization: Bearer <its key>` (else 401 with DashScope's error body), only for a body that
+// names a model (else 400). It answers with the model the request named, never one of its own
+// choosing: completing a request (path, model, key) is the sidecar's job, as in ASM.
 
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -12,13 +14,32 @@ export const USAGE: Record<string, { prompt: number; completion: number }> = {
   "qwen-turbo": { prompt: 11, completion: 90 },
 };
 
-export function chooseModel(
-  requestModel: string | undefined,
-  headers: Record<string, string | string[] | undefined>,
-): string {
-  if (requestModel) return requestModel;
-  return headers["user-type"] === "subscriber" ? "qwen-turbo" : "qwen1.5-72b-chat";
-}
+/** The key the mock accepts unless told another (a test value, not a real key). */
+export const MOCK_API_KEY = "sk-mock-0123456789abcdef";
+export const MOCK_PATH = "/compatible-mode/v1/chat/completions";
+
+/** DashScope compatible mode's answers to a request it refuses (OpenAI's error shape). */
+export const ERROR_BODIES = {
+  401: JSON.stringify({
+    error: {
+      message: "Incorrect API key provided. ",
+      type: "invalid_request_error",
+      param: null,
+      code: "invalid_api_key",
+    },
+  }),
+  400: JSON.stringify({
+    error: {
+      message: "Required parameter(s) missing or invalid, please check the request parameters.",
+      type: "invalid_request_error",
+      param: null,
+      code: "invalid_parameter_error",
+    },
+  }),
+  404: JSON.stringify({
+    error: { message: "Not Found", type: "invalid_request_error", param: null, code: "not_found" },
+  }),
+};
 
 /** The non-streamed chat completion body the upstream sends for a model. */
 export function completionBody(model: string, id = "chatcmpl-0"): string {
@@ -91,29 +112,55 @@ async function readBody(req: IncomingMessage): Promise<string> {
   return Buffer.concat(parts).toString("utf8");
 }
 
+/**
+ * What the mock answers a request, decided as DashScope's compatible mode decides: the path
+ * first, then the key, then the body. A 200 carries the completion of the model the body named.
+ */
+export function respond(
+  method: string,
+  path: string,
+  authorization: string | undefined,
+  body: string,
+  apiKey = MOCK_API_KEY,
+): { status: 200 | 400 | 401 | 404; body: string } {
+  if (method !== "POST" || path.split("?")[0] !== MOCK_PATH) return { status: 404, body: ERROR_BODIES[404] };
+  if (authorization !== `Bearer ${apiKey}`) return { status: 401, body: ERROR_BODIES[401] };
+  let request: any;
+  try {
+    request = JSON.parse(body);
+  } catch {
+    return { status: 400, body: ERROR_BODIES[400] };
+  }
+  if (typeof request !== "object" || request === null || typeof request.model !== "string" || !request.model)
+    return { status: 400, body: ERROR_BODIES[400] };
+  return { status: 200, body: completionBody(request.model) };
+}
+
 export interface MockUpstream {
   server: Server;
   port: number;
+  /** Every request as it arrived: path, headers and body. */
+  requests: Array<{ path: string; headers: Record<string, string | string[] | undefined>; body: string }>;
   close(): Promise<void>;
 }
 
-export async function startMockUpstream(host = "127.0.0.1", port = 0): Promise<MockUpstream> {
+export async function startMockUpstream(
+  host = "127.0.0.1",
+  port = 0,
+  apiKey = MOCK_API_KEY,
+): Promise<MockUpstream> {
+  const requests: MockUpstream["requests"] = [];
   const server = createServer(async (req, res) => {
     const text = await readBody(req);
-    if (req.method !== "POST" || !req.url?.split("?")[0].endsWith("/chat/completions")) {
-      res.writeHead(404, { "content-type": "application/json" });
-      res.end('{"error":{"message":"not found"}}');
+    requests.push({ path: req.url ?? "", headers: req.headers, body: text });
+    const answer = respond(req.method ?? "", req.url ?? "", req.headers.authorization, text, apiKey);
+    if (answer.status !== 200) {
+      res.writeHead(answer.status, { "content-type": "application/json" });
+      res.end(answer.body);
       return;
     }
-    let request: any;
-    try {
-      request = JSON.parse(text);
-    } catch {
-      res.writeHead(400, { "content-type": "application/json" });
-      res.end('{"error":{"message":"invalid JSON"}}');
-      return;
-    }
-    const model = chooseModel(typeof request.model === "string" ? request.model : undefined, req.headers);
+    const request = JSON.parse(text);
+    const model: string = request.model;
     if (request.stream === true) {
       res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" });
       const events = completionEvents(model, request.stream_options?.include_usage === true);
@@ -135,6 +182,7 @@ export async function startMockUpstream(host = "127.0.0.1", port = 0): Promise<M
   await new Promise<void>((resolve) => server.listen(port, host, resolve));
   return {
     server,
+    requests,
     port: (server.address() as AddressInfo).port,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

@@ -20,7 +20,17 @@ import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { ProxyWasmHost, type HttpStream } from "./host/host.ts";
 import { loadStatsTags, renderPrometheus, HISTOGRAM_BUCKETS } from "./host/telemetry.ts";
 import { CASES } from "./fixtures/providers.ts";
-import { WASM, ROOT, BOOTSTRAP_CONFIGMAP, NODE_METADATA, CALLS, seedCall } from "./seed.ts";
+import {
+  WASM,
+  ROOT,
+  BOOTSTRAP_CONFIGMAP,
+  NODE_METADATA,
+  CALLS,
+  PATH,
+  PLUGIN_CONFIG,
+  SEED_HOST,
+  seedCall,
+} from "./seed.ts";
 
 const RULES = ROOT + "deploy/prometheus/asm-llm-proxy-rules.yaml";
 const RULE_TESTS = ROOT + "deploy/prometheus/asm-llm-proxy-rules.test.yaml";
@@ -209,7 +219,8 @@ function completion(model: string, prompt: number, completionTokens: number): st
   });
 }
 
-const DASHSCOPE = { path: CALLS[0].headers[":path"], authority: "dashscope.aliyuncs.com" };
+// The seed's provider, called on its API path (the seed's own calls go to `/` and are routed).
+const DASHSCOPE = { path: PATH, authority: "dashscope.aliyuncs.com" };
 
 class Scenario {
   readonly istio = new SynthesizedIstioStats();
@@ -267,7 +278,8 @@ class Scenario {
     // Past max_series: new models fold into "other" and count as cardinality_overflow.
     const overflow = () => this.host.counter("asm_llm_proxy_issues|llmproxy_issue=cardinality_overflow") ?? 0;
     const before = overflow();
-    while (overflow() < before + 2) {
+    for (let tries = 0; overflow() < before + 2; tries++) {
+      assert.ok(tries < 1000, "new models never passed max_series");
       const model = `flood-${this.flood++}`;
       this.call({ ...DASHSCOPE, request: chat(model), body: completion(model, 4, 8) });
     }
@@ -354,8 +366,8 @@ test(
       // One sidecar: the seed's workload, a small series cap, and one misspelt key (a problem the
       // plugin logs and counts, and runs through with the defaults).
       const host = await ProxyWasmHost.load(WASM, {
-        nodeMetadata: NODE_METADATA,
-        pluginConfig: { max_series: 30, strip_accept_encodng: true },
+        ...SEED_HOST,
+        pluginConfig: { ...PLUGIN_CONFIG, max_series: 30, strip_accept_encodng: true },
       });
       const scenario = new Scenario(host);
       const tags = loadStatsTags(BOOTSTRAP_CONFIGMAP);
@@ -549,8 +561,8 @@ test(
   { skip: missing(["promtool"]) },
   async () => {
     const host = await ProxyWasmHost.load(WASM, {
-      nodeMetadata: NODE_METADATA,
-      pluginConfig: { max_series: 30 },
+      ...SEED_HOST,
+      pluginConfig: { ...PLUGIN_CONFIG, max_series: 30 },
     });
     new Scenario(host).round();
     const text = renderPrometheus(host, loadStatsTags(BOOTSTRAP_CONFIGMAP));

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // The scenario of ../shared/seed/000_63318bf96f258a56.txt ("Observe LLM traffic"): the `sleep`
-// workload in `default` calls dashscope.aliyuncs.com twice with a body that names no model; the
-// mesh routes the second call (user-type: subscriber) to qwen-turbo.
+// workload in `default` runs the seed's two curl calls: POST / to dashscope.aliyuncs.com with a
+// body of only `messages`, no model and no key. The sidecar completes them as ASM's LLM routing
+// does (`providers`): the provider's path, its key from the VM environment, the model of the
+// route Envoy chose (the VirtualService route `vip-route` for `user-type: subscriber`).
 
 import { fileURLToPath } from "node:url";
-import type { HttpStream, ProxyWasmHost } from "./host/host.ts";
-import { completionBody } from "./mock-upstream.ts";
+import type { HttpStream, ProxyWasmHost, HostOptions, RouteRule } from "./host/host.ts";
+import { respond, MOCK_API_KEY } from "./mock-upstream.ts";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 export const WASM = ROOT + "build/asm-llm-proxy.wasm";
@@ -15,9 +17,43 @@ export const NODE_METADATA = { WORKLOAD_NAME: "sleep", NAMESPACE: "default" };
 export const CLUSTER = "outbound|80||dashscope.aliyuncs.com";
 export const PATH = "/compatible-mode/v1/chat/completions";
 
-export const REQUEST_BODY = JSON.stringify({
-  messages: [{ role: "user", content: "Please introduce yourself." }],
-});
+/**
+ * The seed's `--data`, byte for byte as curl sends it (newlines kept). With the documentation's
+ * two-space indentation it is the 85 bytes of the seed's `bytes_received`.
+ */
+export const REQUEST_BODY =
+  '{\n  "messages": [\n    {"role": "user", "content": "Please introduce yourself."}\n  ]\n}';
+
+/** The WasmPlugin's pluginConfig of deploy/istio/wasmplugin.yaml: the seed's routing. */
+export const PLUGIN_CONFIG = {
+  providers: [
+    {
+      host: "dashscope.aliyuncs.com",
+      path: PATH,
+      model: "qwen1.5-72b-chat",
+      api_key_env: "DASHSCOPE_API_KEY",
+      routes: { "vip-route": { model: "qwen-turbo" } },
+    },
+  ],
+};
+
+/** The VirtualService of deploy/istio/dashscope-routing.yaml, as the proxy's routes. */
+export const ROUTES: RouteRule[] = [
+  {
+    name: "vip-route",
+    headers: { "user-type": "subscriber" },
+    clusters: [{ cluster: CLUSTER, weight: 100 }],
+  },
+  { clusters: [{ cluster: CLUSTER, weight: 100 }] },
+];
+
+/** The test host as the seed's sidecar: its workload, routes, plugin configuration and key. */
+export const SEED_HOST: HostOptions = {
+  nodeMetadata: NODE_METADATA,
+  pluginConfig: PLUGIN_CONFIG,
+  routes: ROUTES,
+  env: { DASHSCOPE_API_KEY: MOCK_API_KEY },
+};
 
 export interface SeedCall {
   headers: Record<string, string>;
@@ -26,26 +62,26 @@ export interface SeedCall {
   completion: number;
 }
 
+/** What curl 8.8.0 sends for `curl --location 'http://dashscope.aliyuncs.com' --header ... --data ...`. */
+const CURL = {
+  ":method": "POST",
+  ":path": "/",
+  ":authority": "dashscope.aliyuncs.com",
+  "user-agent": "curl/8.8.0",
+  accept: "*/*",
+  "content-type": "application/json",
+  "content-length": String(new TextEncoder().encode(REQUEST_BODY).length),
+};
+
 export const CALLS: SeedCall[] = [
   {
-    headers: {
-      ":method": "POST",
-      ":path": PATH,
-      ":authority": "dashscope.aliyuncs.com",
-      "content-type": "application/json",
-    },
+    headers: { ...CURL },
     model: "qwen1.5-72b-chat",
     prompt: 3,
     completion: 55,
   },
   {
-    headers: {
-      ":method": "POST",
-      ":path": PATH,
-      ":authority": "dashscope.aliyuncs.com",
-      "content-type": "application/json",
-      "user-type": "subscriber",
-    },
+    headers: { ...CURL, "user-type": "subscriber" },
     model: "qwen-turbo",
     prompt: 11,
     completion: 90,
@@ -57,6 +93,7 @@ export const LOG_FIELDS = {
   authority_for: "%REQ(:AUTHORITY)%",
   path: "%REQ(:PATH)%",
   response_code: "%RESPONSE_CODE%",
+  route_name: "%ROUTE_NAME%",
   upstream_cluster: "%UPSTREAM_CLUSTER%",
   request_model: "%FILTER_STATE(wasm.asm.llmproxy.request_model:PLAIN)%",
   request_prompt_tokens: "%FILTER_STATE(wasm.asm.llmproxy.request_prompt_tokens:PLAIN)%",
@@ -84,13 +121,32 @@ export function grepLlmproxy(text: string): string[] {
     .filter((l) => l.includes("llmproxy") && /^asm_llm_proxy_(prompt|completion)_tokens\{/.test(l));
 }
 
-/** One seed call through the host, answered as the mock upstream answers it, whole. */
-export function seedCall(host: ProxyWasmHost, call: SeedCall): HttpStream {
+/** What went upstream of a stream: its path, authorization and body. */
+export function upstreamRequest(s: HttpStream): { path: string; authorization?: string; body: string } {
+  const get = (k: string) => s.requestHeaders.find(([n]) => n === k)?.[1];
+  return {
+    path: get(":path") ?? "",
+    authorization: get("authorization"),
+    body: new TextDecoder().decode(s.forwarded("request")),
+  };
+}
+
+/**
+ * One seed call through the host (its body in chunks cut at `cuts`), answered by the strict
+ * mock's rules from what the plugin let upstream, whole. Returns the stream and the status.
+ */
+export function seedCall(
+  host: ProxyWasmHost,
+  call: SeedCall,
+  cuts: number[] = [],
+): HttpStream & { status: number } {
   const s = host.stream({ cluster: CLUSTER });
   s.sendRequestHeaders(call.headers);
-  s.sendRequestBody(REQUEST_BODY, true);
-  s.sendResponseHeaders({ ":status": "200", "content-type": "application/json" });
-  s.sendResponseBody(completionBody(call.model), true);
+  s.sendRequestChunks(REQUEST_BODY, cuts);
+  const up = upstreamRequest(s);
+  const answer = respond("POST", up.path, up.authorization, up.body);
+  s.sendResponseHeaders({ ":status": String(answer.status), "content-type": "application/json" });
+  s.sendResponseBody(answer.body, true);
   s.end();
-  return s;
+  return Object.assign(s, { status: answer.status });
 }

@@ -52,7 +52,9 @@ test("the JSON Schema and the plugin agree on what a valid configuration is", as
   ];
   for (const [config, ok] of cases) {
     assert.equal(validate(config), ok, `schema on ${JSON.stringify(config)}`);
-    const host = await ProxyWasmHost.load(WASM, { pluginConfig: config as object });
+    // The example's provider takes its key from the VM environment.
+    const env = { DASHSCOPE_API_KEY: "sk-example" };
+    const host = await ProxyWasmHost.load(WASM, { pluginConfig: config as object, env });
     const warnings = host.logs.filter((l) => l.level === "warn");
     assert.equal(
       warnings.length === 0,

@@ -21,12 +21,14 @@ import {
   TYPE_INTEGER,
   TYPE_STRING,
   TYPE_STRINGS,
+  TYPE_OBJECTS,
   OPT_PATHS,
   OPT_INJECT_STREAM_USAGE,
   OPT_STRIP_ACCEPT_ENCODING,
   OPT_MAX_SERIES,
   OPT_RESPONSE_MODEL_DIMENSION,
   OPT_HEADER_DIMENSIONS,
+  OPT_PROVIDERS,
   DEFAULT_PATHS,
   DEFAULT_INJECT_STREAM_USAGE,
   DEFAULT_STRIP_ACCEPT_ENCODING,
@@ -35,6 +37,8 @@ import {
   DEFAULT_HEADER_DIMENSIONS,
 } from "./options";
 import { headerDimension, asciiLower, KEY_HEADER_PREFIX } from "../telemetry/names";
+import { Routing } from "../llm/routing";
+import { readProviders } from "./providers";
 
 export { DEFAULT_PATHS };
 
@@ -65,6 +69,8 @@ export class Config {
   /** The same, encoded once for the host calls of every request. */
   headerKeys: ArrayBuffer[] = [];
   headerProperties: ArrayBuffer[] = [];
+  /** The `providers` option; inactive (no provider) by default. */
+  routing: Routing = new Routing();
 
   /** Whether a request path (which may carry a query string) names an LLM API. */
   matchesPath(path: string): bool {
@@ -163,6 +169,11 @@ export function parseConfig(bytes: Uint8Array): ConfigResult {
       result.errors.push("'" + key + "' " + problem + "; using the default");
       continue;
     }
+    if (option == OPT_PROVIDERS) {
+      // Each provider and route is checked on its own: a broken one is skipped, not the option.
+      readProviders(value!, result.config.routing, result.errors);
+      continue;
+    }
     const rejected = result.config.apply(option, value!);
     if (rejected !== null) result.errors.push("'" + key + "' " + rejected + "; using the default");
   }
@@ -195,6 +206,7 @@ function invalid(option: i32, value: JSON.Value): string | null {
     }
     return null;
   }
+  if (type == TYPE_OBJECTS) return value.isArr ? null : "must be an array of objects";
   return "has an unknown type";
 }
 

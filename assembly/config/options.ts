@@ -5,6 +5,7 @@ export const TYPE_BOOLEAN: u8 = 1;
 export const TYPE_INTEGER: u8 = 2;
 export const TYPE_STRING: u8 = 3;
 export const TYPE_STRINGS: u8 = 4;
+export const TYPE_OBJECTS: u8 = 5;
 
 export const OPT_PATHS: i32 = 0;
 export const OPT_INJECT_STREAM_USAGE: i32 = 1;
@@ -12,11 +13,12 @@ export const OPT_STRIP_ACCEPT_ENCODING: i32 = 2;
 export const OPT_MAX_SERIES: i32 = 3;
 export const OPT_RESPONSE_MODEL_DIMENSION: i32 = 4;
 export const OPT_HEADER_DIMENSIONS: i32 = 5;
+export const OPT_PROVIDERS: i32 = 6;
 
-export const OPTION_NAMES: string[] = ["paths", "inject_stream_usage", "strip_accept_encoding", "max_series", "response_model_dimension", "header_dimensions"];
-export const OPTION_TYPES: u8[] = [4, 1, 1, 2, 1, 4];
-export const OPTION_MINIMUMS: i64[] = [0, 0, 0, 1, 0, 0];
-export const OPTION_MAXIMUMS: i64[] = [9007199254740991, 9007199254740991, 9007199254740991, 100000, 9007199254740991, 9007199254740991];
+export const OPTION_NAMES: string[] = ["paths", "inject_stream_usage", "strip_accept_encoding", "max_series", "response_model_dimension", "header_dimensions", "providers"];
+export const OPTION_TYPES: u8[] = [4, 1, 1, 2, 1, 4, 5];
+export const OPTION_MINIMUMS: i64[] = [0, 0, 0, 1, 0, 0, 0];
+export const OPTION_MAXIMUMS: i64[] = [9007199254740991, 9007199254740991, 9007199254740991, 100000, 9007199254740991, 9007199254740991, 9007199254740991];
 
 export const DEFAULT_PATHS: string[] = ["/chat/completions", "/completions", "/embeddings", "/responses", "/v1/messages"];
 export const DEFAULT_INJECT_STREAM_USAGE: bool = false;
@@ -24,3 +26,4 @@ export const DEFAULT_STRIP_ACCEPT_ENCODING: bool = true;
 export const DEFAULT_MAX_SERIES: i64 = 1000;
 export const DEFAULT_RESPONSE_MODEL_DIMENSION: bool = false;
 export const DEFAULT_HEADER_DIMENSIONS: string[] = [];
+export const DEFAULT_PROVIDERS: i32 = 0;

@@ -9,6 +9,7 @@ export {
   proxy_set_property,
   proxy_get_header_map_value,
   proxy_remove_header_map_value,
+  proxy_replace_header_map_value,
   proxy_get_buffer_bytes,
   proxy_define_metric,
   proxy_increment_metric,
@@ -33,6 +34,16 @@ export declare function proxy_set_buffer_bytes(
   data_ptr: usize,
   data_size: usize,
 ): u32;
+
+// WASI, which Envoy registers for every module (proxy-wasm-cpp-host include/proxy-wasm/exports.h,
+// FOR_ALL_WASI_FUNCTIONS): the VM's environment variables (vm_config.environment_variables,
+// Istio's WasmPlugin vmConfig.env) as NAME=value strings. Read once per configuration.
+// @ts-ignore: decorator
+@external("wasi_snapshot_preview1", "environ_sizes_get")
+export declare function environ_sizes_get(count_ptr: usize, size_ptr: usize): u16;
+// @ts-ignore: decorator
+@external("wasi_snapshot_preview1", "environ_get")
+export declare function environ_get(environ_ptr: usize, buf_ptr: usize): u16;
 
 export namespace WasmResult {
   export const Ok: u32 = 0;

@@ -10,12 +10,15 @@ import {
   proxy_set_property,
   proxy_get_header_map_value,
   proxy_remove_header_map_value,
+  proxy_replace_header_map_value,
   proxy_get_buffer_bytes,
   proxy_set_buffer_bytes,
   proxy_define_metric,
   proxy_increment_metric,
   proxy_record_metric,
   proxy_get_current_time_nanoseconds,
+  environ_sizes_get,
+  environ_get,
   WasmResult,
   MetricType,
 } from "./abi";
@@ -74,6 +77,49 @@ export function getHeader(map: i32, name: ArrayBuffer): string | null {
 /** Removes a header; only possible during that map's headers callback. */
 export function removeHeader(map: i32, name: ArrayBuffer): bool {
   return proxy_remove_header_map_value(map, changetype<usize>(name), name.byteLength) == WasmResult.Ok;
+}
+
+/**
+ * Sets a header to one value (Envoy's setCopy; the route cache is cleared for request headers);
+ * only possible during that map's headers callback.
+ */
+export function replaceHeader(map: i32, name: ArrayBuffer, value: ArrayBuffer): bool {
+  return (
+    proxy_replace_header_map_value(
+      map,
+      changetype<usize>(name),
+      name.byteLength,
+      changetype<usize>(value),
+      value.byteLength,
+    ) == WasmResult.Ok
+  );
+}
+
+/** The VM's environment variables as NAME=value strings; empty when the host has none. */
+export function environment(): string[] {
+  const out: string[] = [];
+  store<usize>(OUT_PTR, 0);
+  store<usize>(OUT_SIZE, 0);
+  if (environ_sizes_get(OUT_PTR, OUT_SIZE) != 0) return out;
+  const count = load<u32>(OUT_PTR);
+  const size = load<u32>(OUT_SIZE);
+  if (count == 0 || size == 0) return out;
+  const pointers = heap.alloc(<usize>count * 4);
+  const buf = heap.alloc(<usize>size);
+  if (environ_get(pointers, buf) == 0) {
+    const end = buf + <usize>size;
+    for (let i: u32 = 0; i < count; i++) {
+      const start = <usize>load<u32>(pointers + <usize>i * 4);
+      // Each entry ends with a NUL; a pointer outside the buffer is ignored rather than read.
+      if (start < buf || start >= end) continue;
+      let stop = start;
+      while (stop < end && load<u8>(stop) != 0) stop++;
+      out.push(String.UTF8.decodeUnsafe(start, stop - start));
+    }
+  }
+  heap.free(pointers);
+  heap.free(buf);
+  return out;
 }
 
 /** Length of the bytes returned by the last successful `readBuffer`. */

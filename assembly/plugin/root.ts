@@ -4,6 +4,7 @@
 // the series cap that keeps clients from creating counters without bound.
 
 import { Config, parseConfig } from "../config/config";
+import { resolveKeys, needsEnvironment } from "../config/providers";
 import {
   tagValue,
   tagSuffix,
@@ -33,6 +34,7 @@ import {
   setGauge,
   incrementCounter,
   recordHistogram,
+  environment,
   log,
   logEnabled,
   LogLevel,
@@ -96,6 +98,9 @@ export class Root {
   configure(bytes: Uint8Array): void {
     const result = parseConfig(bytes);
     this.config = result.config;
+    const routing = result.config.routing;
+    // Keys named by api_key_env come from the VM environment, read once here, never per request.
+    if (routing.active) resolveKeys(routing, needsEnvironment(routing) ? environment() : [], result.errors);
     for (let i = 0; i < result.errors.length; i++) {
       log(LogLevel.Warn, "asm-llm-proxy: " + result.errors[i]);
     }

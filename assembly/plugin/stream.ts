@@ -2,12 +2,21 @@
 // One HTTP stream: decides whether it is an LLM call, scans the request and response bodies as
 // they pass (JSON, or server-sent events), and publishes the model and token counts. Every
 // callback lets its data continue at once; nothing here holds a byte, and the only change it can
-// make is the opt-in `inject_stream_usage` rewrite of a request body.
+// make are the configured rewrites of a request: the opt-in `inject_stream_usage`, and for a
+// provider host (`providers`) its path, key, model and stream.
 
 import { JsonScanner } from "../llm/json";
-import { REQUEST_SCHEMA, RESPONSE_SCHEMA, REQUEST_STREAM, REQUEST_STREAM_OPTIONS } from "../llm/formats";
+import {
+  REQUEST_SCHEMA,
+  RESPONSE_SCHEMA,
+  REQUEST_MODEL,
+  REQUEST_STREAM,
+  REQUEST_STREAM_OPTIONS,
+} from "../llm/formats";
 import { Usage, requestModel, NO_COUNT } from "../llm/usage";
 import { SseReader } from "../llm/sse";
+import { Routing, Target, withQuery } from "../llm/routing";
+import { ClosingBrace, members } from "../llm/rewrite";
 import {
   KEY_REQUEST_MODEL,
   KEY_RESPONSE_MODEL,
@@ -38,6 +47,8 @@ import {
 import {
   getHeader,
   removeHeader,
+  replaceHeader,
+  getProperty,
   setProperty,
   readBuffer,
   replaceBuffer,
@@ -78,9 +89,20 @@ const CLUSTER_PATHS: ArrayBuffer[] = [
   String.UTF8.encode("xds\0cluster_name"),
   String.UTF8.encode("cluster_name"),
 ];
+// The route's name (Envoy's %ROUTE_NAME%; in Istio a VirtualService http route's `name`): under
+// `xds` since Envoy 1.33, a Wasm-only top-level attribute before.
+const P_XDS_ROUTE_NAME = String.UTF8.encode("xds\0route_name");
+const P_ROUTE_NAME = String.UTF8.encode("route_name");
+
+/** The route name, "" when the route has none; read only for a call to a provider with routes. */
+function routeName(): string | null {
+  const name = getProperty(P_XDS_ROUTE_NAME);
+  return name !== null ? name : getProperty(P_ROUTE_NAME);
+}
 
 /** Inserted before the closing brace of a streamed request that does not ask for usage. */
-const USAGE_OPTION = String.UTF8.encode(',"stream_options":{"include_usage":true}');
+const USAGE_OPTION_TEXT = ',"stream_options":{"include_usage":true}';
+const USAGE_OPTION = String.UTF8.encode(USAGE_OPTION_TEXT);
 
 // Parsers are reused across streams: each holds about a kilobyte that need not be reallocated.
 const requestScanners: JsonScanner[] = [];
@@ -156,6 +178,18 @@ export class Stream {
   streamed: bool = false;
   /** content-length was removed so that the request body may grow by USAGE_OPTION. */
   mayInject: bool = false;
+  /** A provider call whose body gets members (model, stream) before its closing brace. */
+  target: Target | null = null;
+  brace: ClosingBrace | null = null;
+  /** What was inserted, published as the request's own values when the body ends valid. */
+  insertedModel: string | null = null;
+  insertedStream: i8 = -1;
+  /** The upstream cluster, when read in the request headers; "" when read and absent. */
+  cluster: string | null = null;
+  /** The provider's host, when the route chose a provider other than the one the authority names. */
+  movedTo: string | null = null;
+  /** The upstream cluster is the provider's own (Istio's outbound|port||host): the key may go. */
+  keyAllowed: bool = false;
   injected: bool = false;
   /** Set when the response says why its usage cannot be had (error, encoded). */
   usageStatus: string = "";
@@ -175,24 +209,99 @@ export class Stream {
     if (method === null || method != "POST") return;
     const path = getHeader(HeaderMapType.RequestHeaders, H_PATH);
     const config = this.root.config;
-    if (path === null || !config.matchesPath(path)) return;
+    if (path === null) return;
+    const known = config.matchesPath(path);
+    let authority: string | null = null;
+    let target: Target | null = null;
+    if (config.routing.active) {
+      // With providers configured, the host decides first: a POST to a provider is an LLM call
+      // whatever its path (the seed's curl posts to `/`).
+      authority = getHeader(HeaderMapType.RequestHeaders, H_AUTHORITY);
+      if (authority !== null) target = this.providerTarget(config.routing, authority, known);
+      if (target === null && !known) return;
+    } else {
+      if (!known) return;
+      authority = getHeader(HeaderMapType.RequestHeaders, H_AUTHORITY);
+    }
     this.llm = true;
     this.path = path;
     this.startNs = nowNanos();
     // Request headers cannot be read after this callback: keep what is needed later.
-    const authority = getHeader(HeaderMapType.RequestHeaders, H_AUTHORITY);
     if (authority !== null) this.authority = authority;
     this.readHeaderDimensions();
     this.root.readIdentity();
+    if (target !== null) this.applyTarget(target, path, known);
     // Ask for an uncompressed response, so that its usage can be read (clients such as the
     // OpenAI SDKs ask for gzip by default, and the sidecar has no decompressor).
     if (config.stripAcceptEncoding) removeHeader(HeaderMapType.RequestHeaders, H_ACCEPT_ENCODING);
     if (endOfStream) return;
     this.request = takeScanner(requestScanners, false);
-    // Headers can only change now, before the body shows whether usage will be injected; without
+    // Headers can only change now, before the body shows whether it will change; without
     // content-length Envoy frames the body itself (chunked, or HTTP/2 data frames).
-    if (config.acceptsUsageOption(path)) {
+    if (target !== null && target.rewritesBody) {
+      removeHeader(HeaderMapType.RequestHeaders, H_CONTENT_LENGTH);
+      this.target = target;
+      this.brace = new ClosingBrace();
+    } else if (config.acceptsUsageOption(this.path)) {
       this.mayInject = removeHeader(HeaderMapType.RequestHeaders, H_CONTENT_LENGTH);
+    }
+  }
+
+  /**
+   * The provider this POST is for and what its route sets, or null. The upstream cluster decides
+   * when it names a provider host (a weighted VirtualService split chose it); the authority
+   * otherwise. A cluster that names another service is not a provider call: its key stays home.
+   * The key goes only where the cluster is the provider's own: not through PassthroughCluster
+   * (no ServiceEntry), which would send it wherever the client's DNS pointed, without the TLS a
+   * DestinationRule originates. Everything is read before any header changes (each change makes
+   * Envoy pick the route again).
+   */
+  private providerTarget(routing: Routing, authority: string, known: bool): Target | null {
+    let provider = routing.find(authority);
+    if (provider === null && !known) return null;
+    const cluster = firstProperty(CLUSTER_PATHS);
+    this.cluster = cluster !== null ? cluster : "";
+    const service = cluster !== null ? serviceFromCluster(cluster) : null;
+    if (service !== null) {
+      const named = provider;
+      provider = routing.find(service);
+      // A weighted split sent the call to another provider: it gets its own host name too.
+      if (provider !== null && provider !== named) this.movedTo = provider.host;
+      this.keyAllowed = provider !== null;
+    }
+    if (provider === null) return null;
+    return provider.targetFor(provider.routes.size > 0 ? routeName() : null);
+  }
+
+  /** The provider's path (for a path that names no known API) and key. */
+  private applyTarget(target: Target, path: string, known: bool): void {
+    if (!known && target.path.length > 0) {
+      const upstream = withQuery(target.path, path);
+      const bytes = upstream.length == target.path.length ? target.pathBytes : String.UTF8.encode(upstream);
+      if (replaceHeader(HeaderMapType.RequestHeaders, H_PATH, bytes)) this.path = upstream;
+    }
+    const moved = this.movedTo;
+    if (
+      moved !== null &&
+      replaceHeader(HeaderMapType.RequestHeaders, H_AUTHORITY, String.UTF8.encode(moved))
+    ) {
+      this.authority = moved;
+    }
+    // The configured key replaces whatever the client sent in that header.
+    const key = target.authValue;
+    if (key === null) return;
+    if (this.keyAllowed) {
+      replaceHeader(HeaderMapType.RequestHeaders, target.authName, key);
+    } else if (logEnabled(LogLevel.Debug)) {
+      const cluster = this.cluster !== null && this.cluster!.length > 0 ? this.cluster! : "-";
+      log(
+        LogLevel.Debug,
+        "asm-llm-proxy: no key sent to " +
+          this.authority +
+          ": upstream cluster " +
+          cluster +
+          " is not the provider's",
+      );
     }
   }
 
@@ -212,6 +321,11 @@ export class Stream {
   onRequestBody(size: usize, endOfStream: bool): void {
     const scanner = this.request;
     if (scanner === null) return;
+    if (this.target !== null) {
+      this.feedInserting(scanner, size);
+      if (endOfStream) this.finishRequest();
+      return;
+    }
     if (endOfStream && this.mayInject && size <= MAX_INJECT_CHUNK) {
       // Injection rewrites the last chunk, so it is read whole.
       const ptr = readBuffer(BufferType.HttpRequestBody, 0, size);
@@ -223,6 +337,76 @@ export class Stream {
     }
     feedWindows(scanner, null, BufferType.HttpRequestBody, size);
     if (endOfStream) this.finishRequest();
+  }
+
+  /**
+   * Scans a chunk of a provider call's body; the chunk holding the top-level closing brace gets
+   * the members the body lacks inserted before that brace. Nothing is held: the chunk goes on at
+   * once, changed or not.
+   */
+  private feedInserting(scanner: JsonScanner, size: usize): void {
+    const brace = this.brace!;
+    for (let start: usize = 0; start < size; start += WINDOW) {
+      const length = size - start < WINDOW ? size - start : WINDOW;
+      const ptr = readBuffer(BufferType.HttpRequestBody, start, length);
+      if (ptr == 0) return;
+      const got = bufferLength;
+      const at = brace.feed(scanner, ptr, got);
+      if (at >= 0) {
+        const text = this.insertion(scanner, brace.empty);
+        if (text.length > 0 && !this.insert(start + <usize>at, start == 0 ? ptr : 0, text)) {
+          // The host refused the change: the body went on as the client sent it.
+          this.insertedModel = null;
+          this.insertedStream = -1;
+          this.injected = false;
+        }
+      }
+      release(ptr);
+    }
+  }
+
+  /** What the closed body lacks, given what the scanner saw of its top-level keys. */
+  private insertion(scanner: JsonScanner, empty: bool): string {
+    const target = this.target!;
+    const absent = target.model.length > 0 && scanner.state(REQUEST_MODEL) == 0;
+    const stream: i8 = target.stream >= 0 && scanner.state(REQUEST_STREAM) == 0 ? target.stream : -1;
+    const streamed = stream >= 0 ? stream > 0 : scanner.has(REQUEST_STREAM) && scanner.bool(REQUEST_STREAM);
+    const usage =
+      this.root.config.acceptsUsageOption(this.path) &&
+      streamed &&
+      scanner.state(REQUEST_STREAM_OPTIONS) == 0;
+    const text = members(absent ? target.modelJson : null, stream, usage ? USAGE_OPTION_TEXT : "", empty);
+    if (text.length > 0) {
+      this.insertedModel = absent ? target.model : null;
+      this.insertedStream = stream;
+      this.injected = usage;
+    }
+    return text;
+  }
+
+  /**
+   * Inserts `text` at byte `at` of the current request chunk. `head` is the chunk's first bytes
+   * when already read (they reach past `at`), else 0 and they are read again.
+   */
+  private insert(at: usize, head: usize, text: string): bool {
+    let prefix = head;
+    if (prefix == 0 && at > 0) {
+      prefix = readBuffer(BufferType.HttpRequestBody, 0, at);
+      if (prefix == 0 || bufferLength < at) {
+        release(prefix);
+        return false;
+      }
+    }
+    const bytes = String.UTF8.encode(text);
+    const extra = <usize>bytes.byteLength;
+    const out = heap.alloc(at + extra);
+    if (at > 0) memory.copy(out, prefix, at);
+    memory.copy(out + at, changetype<usize>(bytes), extra);
+    // Envoy's set_buffer_bytes with start 0 drains `at` bytes and prepends the new ones.
+    const done = replaceBuffer(BufferType.HttpRequestBody, at, out, at + extra);
+    heap.free(out);
+    if (prefix != head) release(prefix);
+    return done;
   }
 
   /**
@@ -253,13 +437,17 @@ export class Stream {
   }
 
   private readRequest(scanner: JsonScanner): void {
-    const model = requestModel(scanner);
+    // What the plugin inserted is what goes upstream: it is the request's model and stream.
+    const model = this.insertedModel !== null ? this.insertedModel : requestModel(scanner);
     if (model !== null) {
       this.model = model;
       this.modelFromRequest = true;
       setProperty(P_REQUEST_MODEL, model);
     }
-    const stream = scanner.has(REQUEST_STREAM) && scanner.bool(REQUEST_STREAM);
+    const stream =
+      this.insertedStream >= 0
+        ? this.insertedStream > 0
+        : scanner.has(REQUEST_STREAM) && scanner.bool(REQUEST_STREAM);
     if (stream) this.streamed = true;
     setProperty(P_REQUEST_STREAM, stream ? "true" : "false");
   }
@@ -469,7 +657,8 @@ export class Stream {
 
   /** The service host of the upstream cluster, else the authority's host, else "unknown". */
   private destination(): string {
-    const cluster = firstProperty(CLUSTER_PATHS);
+    const cached = this.cluster;
+    const cluster = cached !== null && cached.length > 0 ? cached : firstProperty(CLUSTER_PATHS);
     if (cluster !== null) {
       const service = serviceFromCluster(cluster);
       if (service !== null) return service;

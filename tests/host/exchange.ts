@@ -16,6 +16,10 @@ export interface Exchange {
 
 export interface ExchangeResult {
   stream: HttpStream;
+  /** The request as it went upstream. */
+  upstreamPath: string;
+  upstreamHeaders: Record<string, string>;
+  upstreamBody: string;
   status: number;
   body: string;
   /** Number of response chunks the plugin saw. */
@@ -37,11 +41,20 @@ export async function exchange(
   if (hasBody) s.sendRequestBody(x.body!, true);
   const requestBody = s.forwarded("request");
 
+  // Upstream goes what the plugin left of the request: its headers (a path or key it set, a
+  // content-length it removed) and its body.
+  const headers: Record<string, string> = {};
+  let path = x.path;
+  for (const [k, v] of s.requestHeaders) {
+    if (k === ":path") path = v;
+    else if (k === ":authority") headers.host = v;
+    else if (!k.startsWith(":") && k !== "content-length" && !(k in headers)) headers[k] = v;
+  }
+  if (hasBody) headers["content-length"] = String(requestBody.length);
+
   return new Promise((resolve, reject) => {
-    const headers: Record<string, string> = { host: x.authority, ...x.headers };
-    if (hasBody) headers["content-length"] = String(requestBody.length);
     const req = httpRequest(
-      { host: "127.0.0.1", port: upstreamPort, method: x.method, path: x.path, headers },
+      { host: "127.0.0.1", port: upstreamPort, method: x.method, path, headers },
       (res) => {
         const responseHeaders: Record<string, string> = { ":status": String(res.statusCode) };
         for (const [k, v] of Object.entries(res.headers)) if (typeof v === "string") responseHeaders[k] = v;
@@ -57,6 +70,9 @@ export async function exchange(
           s.end();
           resolve({
             stream: s,
+            upstreamPath: path,
+            upstreamHeaders: headers,
+            upstreamBody: new TextDecoder().decode(requestBody),
             status: res.statusCode ?? 0,
             body: new TextDecoder().decode(s.forwarded("response")),
             chunks,

@@ -7,11 +7,17 @@
 //   emulating Envoy before 1.33); an unknown top-level name falls back to filter state (§1, §3);
 // - define_metric prefixes "wasmcustom." and hands out a new id on every call (§2);
 // - increment_metric refuses a delta <= 0 on counters (§2);
-// - header maps are readable only during their own headers callback (§9);
+// - header maps are readable only during their own headers callback (§9); get_header_map_value
+//   answers the first value of a repeated header, replace_header_map_value leaves one value;
 // - a body callback that returns Continue sees only its chunk; StopIterationAndBuffer keeps the
 //   chunk and hands the whole buffered body to the next call, which the host records as "held";
 // - a trap marks the VM failed; later calls are skipped as under FAIL_OPEN, and the trap is kept
-//   for the test to assert on (§7).
+//   for the test to assert on (§7);
+// - with `routes`, the route is chosen from the request headers as the HTTP connection manager
+//   does before the filters run; every request-header change clears the route cache and the route
+//   is chosen again with the new headers (Envoy context.cc: add/replace/remove header call
+//   clearRouteCache), a weighted split picking by the stream id as Envoy does;
+// - VM environment variables (vm_config.environment_variables) through WASI environ_get.
 
 import { readFileSync } from "node:fs";
 
@@ -53,11 +59,26 @@ export interface HostOptions {
   printLogs?: boolean;
   /** Run Envoy's configuration canary VM before the worker VM (default true). */
   canary?: boolean;
+  /** The VM's environment variables (Istio WasmPlugin vmConfig.env). */
+  env?: Record<string, string>;
+  /** A VirtualService's http routes, in order; the first whose headers all match is chosen. */
+  routes?: RouteRule[];
+}
+
+export interface RouteRule {
+  /** The route's name (Envoy route_name, Istio http route `name`); none when absent. */
+  name?: string;
+  /** Exact header matches. */
+  headers?: Record<string, string>;
+  /** Weighted destinations (one with any weight for a plain route). */
+  clusters: Array<{ cluster: string; weight: number }>;
 }
 
 export interface StreamOptions {
   /** The upstream cluster name (xds.cluster_name), e.g. "outbound|80||dashscope.aliyuncs.com". */
   cluster?: string;
+  /** Envoy's stream id, which a weighted split picks by; derived from the context id if unset. */
+  streamId?: number;
 }
 
 export interface LogLine {
@@ -337,17 +358,17 @@ export class ProxyWasmHost {
         if (!map) return WasmResult.NotFound;
         const key = h.readString(kp, kl).toLowerCase();
         const value = h.readString(vp, vl);
-        const i = map.findIndex(([k]) => k === key);
-        if (i >= 0) map[i] = [key, value];
-        else map.push([key, value]);
-        h.current!.headerChanges++;
+        // Envoy's setCopy (since 1.15.1): every value of the header goes, one is added.
+        for (let i = map.length - 1; i >= 0; i--) if (map[i][0] === key) map.splice(i, 1);
+        map.push([key, value]);
+        h.current!.headerChanged(type);
         return WasmResult.Ok;
       },
       proxy_add_header_map_value(type: number, kp: number, kl: number, vp: number, vl: number) {
         const map = h.current?.readableHeaders(type);
         if (!map) return WasmResult.NotFound;
         map.push([h.readString(kp, kl).toLowerCase(), h.readString(vp, vl)]);
-        h.current!.headerChanges++;
+        h.current!.headerChanged(type);
         return WasmResult.Ok;
       },
       proxy_remove_header_map_value(type: number, kp: number, kl: number) {
@@ -361,8 +382,10 @@ export class ProxyWasmHost {
             removed++;
           }
         }
-        // Removing a header that is not there changes nothing (and is Ok in Envoy).
+        // Removing a header that is not there changes nothing (and is Ok in Envoy), but Envoy
+        // clears the route cache all the same.
         if (removed > 0) h.current!.headerChanges++;
+        if (type === HeaderMapType.RequestHeaders) h.current!.clearRouteCache();
         return WasmResult.Ok;
       },
       proxy_get_buffer_status(type: number, lenOut: number, flagsOut: number) {
@@ -447,6 +470,13 @@ export class ProxyWasmHost {
         return WasmResult.Ok;
       },
     };
+    // Every host call of a stream is counted (what a request costs in host calls).
+    for (const [name, fn] of Object.entries(env)) {
+      env[name] = (...a: any[]) => {
+        if (h.current) h.current.hostCalls++;
+        return fn(...a);
+      };
+    }
     const wasi: Record<string, (...a: any[]) => any> = {
       fd_write(fd: number, iovs: number, iovsLen: number, written: number) {
         const v = h.view();
@@ -473,12 +503,25 @@ export class ProxyWasmHost {
         h.bytes().fill(4, ptr, ptr + len);
         return 0;
       },
+      // proxy-wasm-cpp-host: each variable as "NAME=value\0", pointers in the array.
       environ_sizes_get(count: number, size: number) {
-        h.view().setUint32(count, 0, true);
-        h.view().setUint32(size, 0, true);
+        const entries = h.environ();
+        h.view().setUint32(count, entries.length, true);
+        h.view().setUint32(
+          size,
+          entries.reduce((n, e) => n + e.length, 0),
+          true,
+        );
         return 0;
       },
-      environ_get() {
+      environ_get(array: number, buf: number) {
+        h.environReads++;
+        let p = buf;
+        h.environ().forEach((e, i) => {
+          h.view().setUint32(array + i * 4, p, true);
+          h.bytes().set(e, p);
+          p += e.length;
+        });
         return 0;
       },
       args_sizes_get(count: number, size: number) {
@@ -491,6 +534,13 @@ export class ProxyWasmHost {
       },
     };
     return { env, wasi_snapshot_preview1: wasi, wasi_unstable: wasi };
+  }
+
+  /** Number of environ_get calls (the plugin should read the environment once per configuration). */
+  environReads = 0;
+
+  private environ(): Uint8Array[] {
+    return Object.entries(this.options.env ?? {}).map(([k, v]) => enc.encode(`${k}=${v}\0`));
   }
 
   /** Advances the host clock. */
@@ -512,15 +562,19 @@ export class ProxyWasmHost {
     const top = path[0];
     if (!legacy && top === "xds") {
       if (path[1] === "node" && path[2] === "metadata" && path.length === 4) return str(meta[path[3]]);
-      if (path[1] === "cluster_name" && path.length === 2 && s && !this.inRoot) return str(s.options.cluster);
+      if (path[1] === "cluster_name" && path.length === 2 && s && !this.inRoot) return str(s.cluster);
+      // Envoy answers an empty name for a route without one.
+      if (path[1] === "route_name" && path.length === 2 && s && !this.inRoot)
+        return enc.encode(s.routeName ?? "");
       return undefined;
     }
     if (legacy && top === "node") {
       if (path[1] === "metadata" && path.length === 3) return str(meta[path[2]]);
       return undefined;
     }
-    if (legacy && top === "cluster_name" && path.length === 1 && s && !this.inRoot)
-      return str(s.options.cluster);
+    if (legacy && top === "cluster_name" && path.length === 1 && s && !this.inRoot) return str(s.cluster);
+    if (legacy && top === "route_name" && path.length === 1 && s && !this.inRoot)
+      return enc.encode(s.routeName ?? "");
     if (top === "plugin_root_id" && path.length === 1) return enc.encode(this.options.rootId ?? "");
     if (top === "plugin_name" && path.length === 1) return enc.encode("asm-llm-proxy");
     // An unknown top-level name falls back to the stream's filter state "wasm.<name>".
@@ -574,7 +628,16 @@ export class HttpStream {
   bufferChanges = 0;
   headerChanges = 0;
   localReplies = 0;
+  /** Host calls the plugin made for this stream. */
+  hostCalls = 0;
+  /** Route cache clears (request-header changes) and route choices, with `routes`. */
+  routeCacheClears = 0;
+  routePicks = 0;
+  /** The cluster of each route choice, in order. */
+  readonly pickedClusters: Array<string | undefined> = [];
   ended = false;
+  private route: { name?: string; cluster: string } | null = null;
+  private routeStale = true;
 
   private phase: Phase = "none";
   /** The body buffer of the running body callback: parts, joined only when the plugin reads it. */
@@ -600,6 +663,60 @@ export class HttpStream {
     readonly id: number,
     readonly options: StreamOptions,
   ) {}
+
+  headerChanged(type: number): void {
+    this.headerChanges++;
+    if (type === HeaderMapType.RequestHeaders) this.clearRouteCache();
+  }
+
+  clearRouteCache(): void {
+    this.routeCacheClears++;
+    this.routeStale = true;
+  }
+
+  /** The route Envoy has for the current request headers (chosen again after a clear). */
+  private currentRoute(): { name?: string; cluster: string } | null {
+    const rules = this.host.options.routes;
+    if (!rules) return null;
+    if (this.routeStale) {
+      this.routeStale = false;
+      this.routePicks++;
+      // Envoy's header matchers see every value of a repeated header, joined with commas.
+      const get = (k: string) =>
+        this.requestHeaders
+          .filter(([n]) => n === k)
+          .map(([, v]) => v)
+          .join(",");
+      const rule = rules.find((r) => Object.entries(r.headers ?? {}).every(([k, v]) => get(k) === v));
+      if (!rule) this.route = null;
+      else {
+        // Envoy: random value (the stream id) modulo the total weight, then cumulative weights.
+        const total = rule.clusters.reduce((n, c) => n + c.weight, 0);
+        let pick = (this.options.streamId ?? this.id * 2654435761) % Math.max(total, 1);
+        let chosen = rule.clusters[0];
+        for (const c of rule.clusters) {
+          if (pick < c.weight) {
+            chosen = c;
+            break;
+          }
+          pick -= c.weight;
+        }
+        this.route = { name: rule.name, cluster: chosen.cluster };
+      }
+      this.pickedClusters.push(this.route?.cluster);
+    }
+    return this.route;
+  }
+
+  /** The upstream cluster: the chosen route's, else the stream's fixed one. */
+  get cluster(): string | undefined {
+    return this.host.options.routes ? this.currentRoute()?.cluster : this.options.cluster;
+  }
+
+  /** The route name Envoy logs as %ROUTE_NAME%, or undefined. */
+  get routeName(): string | undefined {
+    return this.host.options.routes ? this.currentRoute()?.name : undefined;
+  }
 
   /** The value of a filter-state key as text, or undefined. */
   state(key: string): string | undefined {
@@ -642,10 +759,12 @@ export class HttpStream {
 
   sendRequestHeaders(headers: Record<string, string> | Headers, endOfStream = false): void {
     this.requestHeaders = toPairs(headers);
+    this.routeStale = true; // the connection manager chooses the route before the filters run
     const r = this.run("requestHeaders", () =>
       this.host.call("proxy_on_request_headers", this.id, this.requestHeaders.length, endOfStream ? 1 : 0),
     );
     if (r !== undefined && r !== 0) this.headerStops++;
+    this.currentRoute(); // the router uses the route of the headers as the filters left them
   }
 
   sendRequestBody(data: Uint8Array | string, endOfStream = false): void {

@@ -118,7 +118,7 @@ export interface AccessLogContext {
 
 /**
  * Renders one Envoy access-log format string. Supported commands: %FILTER_STATE(KEY:PLAIN)%,
- * %REQ(header)%, %RESPONSE_CODE%, %UPSTREAM_CLUSTER%. A missing value prints "-", as in Envoy.
+ * %REQ(header)%, %RESPONSE_CODE%, %UPSTREAM_CLUSTER%, %ROUTE_NAME%. A missing value prints "-", as in Envoy.
  */
 export function renderAccessLog(format: string, ctx: AccessLogContext): string {
   return format.replace(
@@ -141,7 +141,10 @@ export function renderAccessLog(format: string, ctx: AccessLogContext): string {
           value = ctx.responseCode === undefined ? "0" : String(ctx.responseCode);
           break;
         case "UPSTREAM_CLUSTER":
-          value = ctx.upstreamCluster ?? ctx.stream.options.cluster;
+          value = ctx.upstreamCluster ?? ctx.stream.cluster;
+          break;
+        case "ROUTE_NAME":
+          value = ctx.stream.routeName;
           break;
         default:
           throw new Error(`access-log command %${command}% is not emulated`);
