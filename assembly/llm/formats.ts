@@ -28,12 +28,16 @@ export const F_COMPLETION = 2;
 export const F_TOTAL = 3;
 export const F_CACHED = 4;
 export const F_REASONING = 5;
-export const FIELD_COUNT = 6;
+export const F_CACHE_WRITE = 6;
+/** The Responses API's response id and status (a completed response is counted once). */
+export const F_ID = 7;
+export const F_STATUS = 8;
+export const FIELD_COUNT = 9;
 
 export const RESPONSE_SCHEMA = new Schema();
 
 /** For each logical value, the schema nodes that carry it, in order of preference. */
-export const FIELD_NODES: Array<Array<i32>> = [[], [], [], [], [], []];
+export const FIELD_NODES: Array<Array<i32>> = [[], [], [], [], [], [], [], [], []];
 
 function field(f: i32, path: string, kind: u8): void {
   FIELD_NODES[f].push(RESPONSE_SCHEMA.add(path, kind));
@@ -61,6 +65,58 @@ field(F_MODEL, "response.model", KIND_STRING);
 usageAt("response.");
 field(F_MODEL, "message.model", KIND_STRING);
 usageAt("message.");
+
+// Added after the fields above so that those keep their low node ids (JsonScanner.present).
+function moreUsageAt(prefix: string): void {
+  field(F_CACHED, prefix + "usage.num_cached_tokens", KIND_INT); // Mistral
+  field(F_CACHED, prefix + "usage.cached_tokens", KIND_INT); // Moonshot, Together, Hugging Face
+  field(F_CACHE_WRITE, prefix + "usage.cache_creation_input_tokens", KIND_INT); // Anthropic
+  field(F_CACHE_WRITE, prefix + "usage.prompt_tokens_details.cache_write_tokens", KIND_INT); // OpenRouter
+  field(F_REASONING, prefix + "usage.output_tokens_details.thinking_tokens", KIND_INT);
+}
+moreUsageAt("");
+moreUsageAt("message.");
+moreUsageAt("response.");
+
+// Gemini and Vertex generateContent (a body, an SSE event or an element of the streamed array).
+field(F_MODEL, "modelVersion", KIND_STRING);
+field(F_PROMPT, "usageMetadata.promptTokenCount", KIND_INT);
+field(F_COMPLETION, "usageMetadata.candidatesTokenCount", KIND_INT);
+field(F_TOTAL, "usageMetadata.totalTokenCount", KIND_INT);
+field(F_CACHED, "usageMetadata.cachedContentTokenCount", KIND_INT);
+field(F_REASONING, "usageMetadata.thoughtsTokenCount", KIND_INT);
+
+// Bedrock Converse (the body) and ConverseStream (the `metadata` event's payload).
+field(F_PROMPT, "usage.inputTokens", KIND_INT);
+field(F_COMPLETION, "usage.outputTokens", KIND_INT);
+field(F_TOTAL, "usage.totalTokens", KIND_INT);
+field(F_CACHED, "usage.cacheReadInputTokens", KIND_INT);
+field(F_CACHE_WRITE, "usage.cacheWriteInputTokens", KIND_INT);
+
+// Cohere v2 chat (the body; `message-end`'s delta): the token counts, else the billed units.
+function cohereAt(prefix: string): void {
+  field(F_PROMPT, prefix + "usage.tokens.input_tokens", KIND_INT);
+  field(F_COMPLETION, prefix + "usage.tokens.output_tokens", KIND_INT);
+}
+function cohereBilledAt(prefix: string): void {
+  field(F_PROMPT, prefix + "usage.billed_units.input_tokens", KIND_INT);
+  field(F_COMPLETION, prefix + "usage.billed_units.output_tokens", KIND_INT);
+}
+cohereAt("");
+cohereAt("delta.");
+cohereBilledAt("");
+cohereBilledAt("delta.");
+field(F_PROMPT, "meta.billed_units.input_tokens", KIND_INT); // Cohere v2 embed
+
+// Ollama native: the `done: true` object (or the whole body) of /api/chat, /api/generate.
+field(F_PROMPT, "prompt_eval_count", KIND_INT);
+field(F_COMPLETION, "eval_count", KIND_INT);
+
+// Responses API: the response's id and status, in a body or a stream event.
+field(F_ID, "id", KIND_STRING);
+field(F_STATUS, "status", KIND_STRING);
+field(F_ID, "response.id", KIND_STRING);
+field(F_STATUS, "response.status", KIND_STRING);
 
 /** For each logical value, a mask of its nodes for JsonScanner.present (a node >= 64: every bit). */
 export const FIELD_MASKS = new StaticArray<u64>(FIELD_COUNT);

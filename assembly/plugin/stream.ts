@@ -8,6 +8,25 @@ import { JsonScanner } from "../llm/json";
 import { REQUEST_SCHEMA, RESPONSE_SCHEMA, REQUEST_STREAM, REQUEST_STREAM_OPTIONS } from "../llm/formats";
 import { Usage, requestModel, NO_COUNT } from "../llm/usage";
 import { SseReader } from "../llm/sse";
+import { MessageReader } from "../llm/reader";
+import { NdjsonReader } from "../llm/ndjson";
+import { JsonArrayReader } from "../llm/jsonarray";
+import { EventStreamReader } from "../llm/eventstream";
+import {
+  API_DEFAULT,
+  API_GEMINI_STREAM,
+  API_BEDROCK_INVOKE,
+  API_OLLAMA,
+  API_RESPONSES,
+  API_RESPONSES_GET,
+  API_EMBEDDINGS,
+  streamFromPath,
+  pathStreams,
+  queryHas,
+  percentDecode,
+  modelStart,
+  modelEnd,
+} from "../llm/paths";
 import {
   KEY_REQUEST_MODEL,
   KEY_RESPONSE_MODEL,
@@ -16,6 +35,7 @@ import {
   KEY_TOTAL_TOKENS,
   KEY_CACHED_TOKENS,
   KEY_REASONING_TOKENS,
+  KEY_CACHE_WRITE_TOKENS,
   KEY_REQUEST_STREAM,
   KEY_USAGE,
   KEY_FIRST_TOKEN_MS,
@@ -60,6 +80,8 @@ const H_CONTENT_TYPE = String.UTF8.encode("content-type");
 const H_CONTENT_ENCODING = String.UTF8.encode("content-encoding");
 const H_CONTENT_LENGTH = String.UTF8.encode("content-length");
 const H_ACCEPT_ENCODING = String.UTF8.encode("accept-encoding");
+const H_BEDROCK_INPUT_TOKENS = String.UTF8.encode("x-amzn-bedrock-input-token-count");
+const H_BEDROCK_OUTPUT_TOKENS = String.UTF8.encode("x-amzn-bedrock-output-token-count");
 
 const P_REQUEST_MODEL = String.UTF8.encode(KEY_REQUEST_MODEL);
 const P_RESPONSE_MODEL = String.UTF8.encode(KEY_RESPONSE_MODEL);
@@ -68,6 +90,7 @@ const P_COMPLETION_TOKENS = String.UTF8.encode(KEY_COMPLETION_TOKENS);
 const P_TOTAL_TOKENS = String.UTF8.encode(KEY_TOTAL_TOKENS);
 const P_CACHED_TOKENS = String.UTF8.encode(KEY_CACHED_TOKENS);
 const P_REASONING_TOKENS = String.UTF8.encode(KEY_REASONING_TOKENS);
+const P_CACHE_WRITE_TOKENS = String.UTF8.encode(KEY_CACHE_WRITE_TOKENS);
 const P_REQUEST_STREAM = String.UTF8.encode(KEY_REQUEST_STREAM);
 const P_USAGE = String.UTF8.encode(KEY_USAGE);
 const P_FIRST_TOKEN_MS = String.UTF8.encode(KEY_FIRST_TOKEN_MS);
@@ -86,6 +109,62 @@ const USAGE_OPTION = String.UTF8.encode(',"stream_options":{"include_usage":true
 const requestScanners: JsonScanner[] = [];
 const responseScanners: JsonScanner[] = [];
 const sseReaders: SseReader[] = [];
+const ndjsonReaders: MessageReader[] = [];
+const arrayReaders: MessageReader[] = [];
+const eventStreamReaders: MessageReader[] = [];
+
+const READER_NDJSON: u8 = 0;
+const READER_ARRAY: u8 = 1;
+const READER_EVENT_STREAM: u8 = 2;
+
+function readerPool(kind: u8): MessageReader[] {
+  return kind == READER_NDJSON ? ndjsonReaders : kind == READER_ARRAY ? arrayReaders : eventStreamReaders;
+}
+
+function takeMessageReader(kind: u8): MessageReader {
+  const pool = readerPool(kind);
+  if (pool.length > 0) {
+    const r = pool.pop();
+    r.reset();
+    return r;
+  }
+  const scanner = new JsonScanner(RESPONSE_SCHEMA);
+  if (kind == READER_NDJSON) return new NdjsonReader(scanner, new Usage());
+  if (kind == READER_ARRAY) return new JsonArrayReader(scanner, new Usage());
+  return new EventStreamReader(scanner, new Usage());
+}
+
+/**
+ * Ids of Responses API responses already counted by this VM, so that a completed response polled
+ * again (GET /v1/responses/{id}) is not counted twice. Bounded: the oldest id is forgotten first.
+ */
+const SEEN_RESPONSES = 1024;
+const seenIds = new Set<string>();
+const seenOrder = new Array<string>(SEEN_RESPONSES);
+let seenNext = 0;
+
+/** Whether the id was counted before; remembers it otherwise. */
+function seenBefore(id: string): bool {
+  if (seenIds.has(id)) return true;
+  const old = unchecked(seenOrder[seenNext]);
+  if (old !== null && old.length > 0) seenIds.delete(old);
+  unchecked((seenOrder[seenNext] = id));
+  seenNext = (seenNext + 1) % SEEN_RESPONSES;
+  seenIds.add(id);
+  return false;
+}
+
+/** A decimal header value as a count, or NO_COUNT. */
+function parseCount(value: string | null): i64 {
+  if (value === null || value.length == 0 || value.length > 15) return NO_COUNT;
+  let n: i64 = 0;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return NO_COUNT;
+    n = n * 10 + <i64>(c - 0x30);
+  }
+  return n;
+}
 
 function takeScanner(pool: JsonScanner[], response: bool): JsonScanner {
   if (pool.length > 0) {
@@ -114,13 +193,20 @@ const WINDOW: usize = 16384;
 const MAX_INJECT_CHUNK: usize = 65536;
 
 /** Scans the current chunk of a body in place, window by window: read, never held or changed. */
-function feedWindows(scanner: JsonScanner | null, events: SseReader | null, type: i32, size: usize): void {
+function feedWindows(
+  scanner: JsonScanner | null,
+  events: SseReader | null,
+  type: i32,
+  size: usize,
+  messages: MessageReader | null = null,
+): void {
   for (let start: usize = 0; start < size; start += WINDOW) {
     const length = size - start < WINDOW ? size - start : WINDOW;
     const ptr = readBuffer(type, start, length);
     if (ptr == 0) return;
     if (scanner !== null) scanner.feed(ptr, bufferLength);
     if (events !== null) events.feed(ptr, bufferLength);
+    if (messages !== null) messages.feed(ptr, bufferLength);
     release(ptr);
   }
 }
@@ -149,9 +235,18 @@ export class Stream {
   response: JsonScanner | null = null;
   /** The response body is an event stream. */
   events: SseReader | null = null;
+  /** The response body is a stream of JSON messages in another framing (NDJSON, array, binary). */
+  messages: MessageReader | null = null;
+  messagesKind: u8 = 0;
+  /** What the path shape says about the API (llm/paths.ts). */
+  api: u8 = API_DEFAULT;
+  /** Bedrock InvokeModel's own counts, from the response headers. */
+  headerPrompt: i64 = NO_COUNT;
+  headerCompletion: i64 = NO_COUNT;
   model: string | null = null;
-  /** The model came from the request body (it then wins over the response's). */
+  /** The model came from the request body or path (it then wins over the response's). */
   modelFromRequest: bool = false;
+  pathModel: bool = false;
   /** The request asked for a stream, or the response is one. */
   streamed: bool = false;
   /** content-length was removed so that the request body may grow by USAGE_OPTION. */
@@ -172,12 +267,24 @@ export class Stream {
 
   onRequestHeaders(endOfStream: bool): void {
     const method = getHeader(HeaderMapType.RequestHeaders, H_METHOD);
-    if (method === null || method != "POST") return;
-    const path = getHeader(HeaderMapType.RequestHeaders, H_PATH);
+    if (method === null) return;
     const config = this.root.config;
-    if (path === null || !config.matchesPath(path)) return;
+    const get = method == "GET";
+    if (method != "POST" && !(get && config.getShapes)) return;
+    const path = getHeader(HeaderMapType.RequestHeaders, H_PATH);
+    if (path === null) return;
+    const shape = config.matchShape(get, path);
+    if (shape === null) return;
     this.llm = true;
     this.path = path;
+    this.api = shape.api;
+    if (modelStart >= 0) this.modelFromPath(percentDecode(path, modelStart, modelEnd));
+    if (streamFromPath(shape.api) || shape.api == API_RESPONSES_GET) {
+      const stream =
+        pathStreams(shape.api) || (shape.api == API_RESPONSES_GET && queryHas(path, "stream=true"));
+      this.streamed = stream;
+      setProperty(P_REQUEST_STREAM, stream ? "true" : "false");
+    }
     this.startNs = nowNanos();
     // Request headers cannot be read after this callback: keep what is needed later.
     const authority = getHeader(HeaderMapType.RequestHeaders, H_AUTHORITY);
@@ -194,6 +301,15 @@ export class Stream {
     if (config.acceptsUsageOption(path)) {
       this.mayInject = removeHeader(HeaderMapType.RequestHeaders, H_CONTENT_LENGTH);
     }
+  }
+
+  /** Gemini, Vertex and Bedrock name the model in the path: it wins over anything in a body. */
+  private modelFromPath(model: string): void {
+    if (model.length == 0) return;
+    this.model = model;
+    this.modelFromRequest = true;
+    this.pathModel = true;
+    setProperty(P_REQUEST_MODEL, model);
   }
 
   private readHeaderDimensions(): void {
@@ -253,13 +369,18 @@ export class Stream {
   }
 
   private readRequest(scanner: JsonScanner): void {
-    const model = requestModel(scanner);
+    const model: string | null = this.pathModel ? null : requestModel(scanner);
     if (model !== null) {
       this.model = model;
       this.modelFromRequest = true;
       setProperty(P_REQUEST_MODEL, model);
     }
-    const stream = scanner.has(REQUEST_STREAM) && scanner.bool(REQUEST_STREAM);
+    if (streamFromPath(this.api)) return; // set from the path
+    // Ollama's native API streams unless the body says "stream": false.
+    const stream =
+      this.api == API_OLLAMA
+        ? !(scanner.has(REQUEST_STREAM) && !scanner.bool(REQUEST_STREAM))
+        : scanner.has(REQUEST_STREAM) && scanner.bool(REQUEST_STREAM);
     if (stream) this.streamed = true;
     setProperty(P_REQUEST_STREAM, stream ? "true" : "false");
   }
@@ -304,19 +425,49 @@ export class Stream {
       const type = getHeader(HeaderMapType.ResponseHeaders, H_CONTENT_TYPE);
       const sse = type !== null && startsWithIgnoreCase(type, "text/event-stream");
       if (sse) this.streamed = true;
+      if (this.api == API_BEDROCK_INVOKE) this.readBedrockCounts();
       if (encoding !== null && encoding.length > 0 && asciiLower(encoding) != "identity") {
         this.usageStatus = USAGE_ENCODED;
         this.root.issue(ISSUE_ENCODED_BODY);
         this.skipResponse("content-encoding " + encoding);
       } else if (type !== null && startsWithIgnoreCase(type, "application/json")) {
-        if (!endOfStream) this.response = takeScanner(responseScanners, true);
+        if (endOfStream) {
+          this.emptyBody(); // an empty body is not a JSON document
+        } else if (this.api == API_GEMINI_STREAM) {
+          this.startMessages(READER_ARRAY); // one JSON array, element by element
+        } else {
+          this.response = takeScanner(responseScanners, true);
+        }
       } else if (sse) {
         if (!endOfStream) this.events = takeSseReader();
+      } else if (type !== null && startsWithIgnoreCase(type, "application/x-ndjson")) {
+        this.streamed = true;
+        if (!endOfStream) this.startMessages(READER_NDJSON);
+      } else if (type !== null && startsWithIgnoreCase(type, "application/vnd.amazon.eventstream")) {
+        this.streamed = true;
+        if (!endOfStream) this.startMessages(READER_EVENT_STREAM);
       } else {
         this.skipResponse("content-type " + (type !== null ? type : "-"));
       }
     }
     if (endOfStream) this.endResponse();
+  }
+
+  private startMessages(kind: u8): void {
+    this.messages = takeMessageReader(kind);
+    this.messagesKind = kind;
+  }
+
+  private emptyBody(): void {
+    this.responseParseFailed = true;
+    this.root.issue(ISSUE_PARSE_ERROR);
+    log(LogLevel.Info, "asm-llm-proxy: response body of " + this.path + " is empty; no tokens recorded");
+  }
+
+  /** Bedrock InvokeModel states what it bills in headers; only read on those paths. */
+  private readBedrockCounts(): void {
+    this.headerPrompt = parseCount(getHeader(HeaderMapType.ResponseHeaders, H_BEDROCK_INPUT_TOKENS));
+    this.headerCompletion = parseCount(getHeader(HeaderMapType.ResponseHeaders, H_BEDROCK_OUTPUT_TOKENS));
   }
 
   private skipResponse(why: string): void {
@@ -332,8 +483,8 @@ export class Stream {
       this.firstByteMs = this.elapsedMs();
       if (this.firstByteMs >= 0) setProperty(P_FIRST_TOKEN_MS, this.firstByteMs.toString());
     }
-    if (this.response !== null || this.events !== null) {
-      feedWindows(this.response, this.events, BufferType.HttpResponseBody, size);
+    if (this.response !== null || this.events !== null || this.messages !== null) {
+      feedWindows(this.response, this.events, BufferType.HttpResponseBody, size, this.messages);
     }
     if (endOfStream) this.endResponse();
   }
@@ -357,7 +508,9 @@ export class Stream {
   /** Publishes the call once: filter state and metrics. */
   private complete(): void {
     this.completed = true;
-    const usage = this.finishParsers();
+    const usage = this.adjust(this.finishParsers());
+    // A Responses API response polled again after it was counted: described, not counted again.
+    const repeated = this.countedBefore(usage);
     const durationMs = this.elapsedMs();
     if (usage !== null) this.publishUsage(usage);
     const status = this.statusOf(usage);
@@ -375,13 +528,48 @@ export class Stream {
     const responseModel = usage !== null ? usage.model : null;
     r.responseModel = responseModel !== null ? responseModel : UNKNOWN;
     r.headers = this.headers;
-    r.usage = usage;
+    r.usage = repeated ? null : usage;
     r.usageStatus = status;
     r.stream = this.streamed;
     r.firstTokenMs = this.firstByteMs;
     r.durationMs = durationMs;
     this.root.record(r);
     r.usage = null;
+  }
+
+  /** What an API's own rules make of the usage a body reported. */
+  private adjust(parsed: Usage | null): Usage | null {
+    let usage = parsed;
+    const api = this.api;
+    if (api == API_BEDROCK_INVOKE && (this.headerPrompt != NO_COUNT || this.headerCompletion != NO_COUNT)) {
+      // Bedrock's own counts are what it bills; the model's body usage may count differently.
+      if (usage === null) {
+        usage = bodyUsage;
+        usage.reset();
+      }
+      usage.prompt = this.headerPrompt;
+      usage.completion = this.headerCompletion;
+      usage.total = NO_COUNT;
+    }
+    if (usage === null) return null;
+    if (api == API_EMBEDDINGS) usage.totalAsPrompt();
+    // A Responses API response still queued or in progress has no usage yet.
+    if (usage.pending) usage.dropTokens();
+    return usage;
+  }
+
+  private countedBefore(usage: Usage | null): bool {
+    if (usage === null || !usage.hasTokens) return false;
+    if (this.api != API_RESPONSES && this.api != API_RESPONSES_GET) return false;
+    const id = usage.id;
+    if (id === null || !seenBefore(id)) return false;
+    if (logEnabled(LogLevel.Debug)) {
+      log(
+        LogLevel.Debug,
+        "asm-llm-proxy: response " + id + " was counted before; its tokens are not counted again",
+      );
+    }
+    return true;
   }
 
   /** Ends the response parsers; returns what the response said, or null when it said nothing. */
@@ -415,22 +603,34 @@ export class Stream {
       this.events = null;
       sseReaders.push(events);
       events.finish();
-      if (events.invalidEvents > 0) {
-        this.root.issue(ISSUE_PARSE_ERROR);
-        if (!events.usage.hasTokens) this.responseParseFailed = true;
-        log(
-          LogLevel.Info,
-          "asm-llm-proxy: " +
-            events.invalidEvents.toString() +
-            " event(s) of the stream of " +
-            this.path +
-            " could not be read; usage taken from the other " +
-            events.events.toString(),
-        );
-      }
-      return events.usage;
+      return this.streamUsage(events.usage, events.invalidEvents, events.events);
+    }
+    const messages = this.messages;
+    if (messages !== null) {
+      this.messages = null;
+      readerPool(this.messagesKind).push(messages);
+      messages.finish();
+      return this.streamUsage(messages.usage, messages.invalidEvents, messages.events);
     }
     return null;
+  }
+
+  /** The usage of a stream of events or messages, some of which may have been unreadable. */
+  private streamUsage(usage: Usage, invalid: i32, valid: i32): Usage {
+    if (invalid > 0) {
+      this.root.issue(ISSUE_PARSE_ERROR);
+      if (!usage.hasTokens) this.responseParseFailed = true;
+      log(
+        LogLevel.Info,
+        "asm-llm-proxy: " +
+          invalid.toString() +
+          " event(s) of the stream of " +
+          this.path +
+          " could not be read; usage taken from the other " +
+          valid.toString(),
+      );
+    }
+    return usage;
   }
 
   /** llmproxy_usage: how the usage of this call was, or was not, obtained. */
@@ -457,6 +657,7 @@ export class Stream {
     if (total != NO_COUNT) setProperty(P_TOTAL_TOKENS, total.toString());
     if (usage.cached != NO_COUNT) setProperty(P_CACHED_TOKENS, usage.cached.toString());
     if (usage.reasoning != NO_COUNT) setProperty(P_REASONING_TOKENS, usage.reasoning.toString());
+    if (usage.cacheWrite != NO_COUNT) setProperty(P_CACHE_WRITE_TOKENS, usage.cacheWrite.toString());
   }
 
   /** Milliseconds since the request headers, or -1 when the clock did not answer. */
@@ -489,9 +690,12 @@ export class Stream {
     if (res !== null) responseScanners.push(res);
     const events = this.events;
     if (events !== null) sseReaders.push(events);
+    const messages = this.messages;
+    if (messages !== null) readerPool(this.messagesKind).push(messages);
     this.request = null;
     this.response = null;
     this.events = null;
+    this.messages = null;
   }
 }
 
