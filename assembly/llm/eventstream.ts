@@ -14,6 +14,7 @@
 
 import { MessageReader } from "./reader";
 import { crc32Update, crc32Final, CRC32_INIT } from "./crc32";
+import { Base64Field } from "./base64field";
 
 const S_PRELUDE: u8 = 0;
 const S_HEADERS: u8 = 1;
@@ -64,6 +65,12 @@ export class EventStreamReader extends MessageReader {
   /** The current message's `:message-type` was seen and is not `event`. */
   private notEvent: bool = false;
   private emptyPayload: bool = false;
+  /**
+   * Payloads are `{"bytes":"<base64>"}` wrapping the JSON to read (InvokeModelWithResponseStream);
+   * set after reset, for the stream.
+   */
+  chunks: bool = false;
+  private chunk: Base64Field = new Base64Field();
   /** Messages that are not events (exceptions, errors): skipped, not counted unreadable. */
   exceptions: i32 = 0;
   /** The stream could not be followed past a bad prelude. */
@@ -71,6 +78,7 @@ export class EventStreamReader extends MessageReader {
 
   reset(): void {
     super.reset();
+    this.chunks = false;
     this.state = S_PRELUDE;
     this.have = 0;
     this.exceptions = 0;
@@ -86,7 +94,10 @@ export class EventStreamReader extends MessageReader {
         const avail = <u32>(end - p);
         const run = avail < this.payloadLeft ? avail : this.payloadLeft;
         this.crc = crc32Update(this.crc, p, <usize>run);
-        if (!this.notEvent) this.scanner.feed(p, <usize>run);
+        if (!this.notEvent) {
+          if (this.chunks) this.chunk.feed(p, <usize>run, this.scanner);
+          else this.scanner.feed(p, <usize>run);
+        }
         p += <usize>run;
         this.payloadLeft -= run;
         if (this.payloadLeft == 0) this.state = S_CRC;
@@ -138,6 +149,7 @@ export class EventStreamReader extends MessageReader {
     this.notEvent = false;
     this.emptyPayload = this.payloadLeft == 0;
     this.scanner.reset();
+    this.chunk.reset();
     if (headers > 0) this.state = S_HEADERS;
     else this.endHeaders();
   }
@@ -224,6 +236,6 @@ export class EventStreamReader extends MessageReader {
       this.scanner.reset();
       return;
     }
-    this.dispatch(ok);
+    this.dispatch(ok && (!this.chunks || this.chunk.ok));
   }
 }

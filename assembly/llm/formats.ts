@@ -112,6 +112,15 @@ field(F_PROMPT, "meta.billed_units.input_tokens", KIND_INT); // Cohere v2 embed
 field(F_PROMPT, "prompt_eval_count", KIND_INT);
 field(F_COMPLETION, "eval_count", KIND_INT);
 
+// Bedrock InvokeModelWithResponseStream: the last chunk's own counts, preferred over the model's.
+function bedrockMetric(f: i32, key: string): void {
+  FIELD_NODES[f].unshift(RESPONSE_SCHEMA.add("amazon-bedrock-invocationMetrics." + key, KIND_INT));
+}
+bedrockMetric(F_PROMPT, "inputTokenCount");
+bedrockMetric(F_COMPLETION, "outputTokenCount");
+bedrockMetric(F_CACHED, "cacheReadInputTokenCount");
+bedrockMetric(F_CACHE_WRITE, "cacheWriteInputTokenCount");
+
 // Responses API: the response's id and status, in a body or a stream event.
 field(F_ID, "id", KIND_STRING);
 field(F_STATUS, "status", KIND_STRING);

@@ -16,6 +16,7 @@ import {
   API_DEFAULT,
   API_GEMINI_STREAM,
   API_BEDROCK_INVOKE,
+  API_BEDROCK_INVOKE_STREAM,
   API_OLLAMA,
   API_RESPONSES,
   API_RESPONSES_GET,
@@ -445,7 +446,10 @@ export class Stream {
         if (!endOfStream) this.startMessages(READER_NDJSON);
       } else if (type !== null && startsWithIgnoreCase(type, "application/vnd.amazon.eventstream")) {
         this.streamed = true;
-        if (!endOfStream) this.startMessages(READER_EVENT_STREAM);
+        if (!endOfStream) {
+          this.startMessages(READER_EVENT_STREAM);
+          if (this.api == API_BEDROCK_INVOKE_STREAM) (this.messages as EventStreamReader).chunks = true;
+        }
       } else {
         this.skipResponse("content-type " + (type !== null ? type : "-"));
       }
