@@ -11,6 +11,14 @@
 // | OpenAI Responses (stream events)      | response.model   | response.usage.input_tokens / ...   | response.usage.input_tokens_details...     | response.usage.output_tokens_details...     |
 // | Anthropic Messages (body, message_delta) | model         | usage.input_tokens / output_tokens  | usage.cache_read_input_tokens              | -                                           |
 // | Anthropic Messages (message_start)    | message.model    | message.usage.input_tokens / ...    | message.usage.cache_read_input_tokens      | -                                           |
+// | Gemini / Vertex (body, event, element) | modelVersion    | usageMetadata.promptTokenCount / candidatesTokenCount | usageMetadata.cachedContentTokenCount | usageMetadata.thoughtsTokenCount |
+// | Bedrock Converse, ConverseStream metadata | (path)        | usage.inputTokens / outputTokens    | usage.cacheReadInputTokens                 | -                                           |
+// | Bedrock invocation metrics (last chunk) | (path)         | amazon-bedrock-invocationMetrics.inputTokenCount / outputTokenCount (preferred) | ...cacheReadInputTokenCount | - |
+// | Cohere v2 chat (body, message-end delta) | (request)     | usage.tokens.* , else usage.billed_units.* | -                                   | -                                           |
+// | Cohere v2 embed                        | (request)        | meta.billed_units.input_tokens      | -                                          | -                                           |
+// | Ollama native                          | model            | prompt_eval_count / eval_count      | -                                          | -                                           |
+// Cache writes: usage.cache_creation_input_tokens, usage.prompt_tokens_details.cache_write_tokens,
+// usage.cacheWriteInputTokens. The model in Gemini's and Bedrock's paths is read by paths.ts.
 
 import { Schema, KIND_OBJECT, KIND_STRING, KIND_INT, KIND_BOOL } from "./schema";
 
