@@ -2,11 +2,11 @@
 // The `bytes` field of InvokeModelWithResponseStream chunks: base64 decoded into the scanner.
 
 import { JsonScanner } from "../llm/json";
-import { RESPONSE_SCHEMA } from "../llm/formats";
+import { NATIVE_SCHEMA } from "../llm/formats";
 import { Usage } from "../llm/usage";
 import { Base64Field } from "../llm/base64field";
 
-const scanner = new JsonScanner(RESPONSE_SCHEMA);
+const scanner = new JsonScanner(NATIVE_SCHEMA);
 const field = new Base64Field();
 
 /** Feeds the payload split at `at`; returns the decoded document's completion tokens, or -2. */

@@ -2,7 +2,7 @@
 // CRC-32 and the event-stream reader: messages built here, split at every byte.
 
 import { JsonScanner } from "../llm/json";
-import { RESPONSE_SCHEMA } from "../llm/formats";
+import { NATIVE_SCHEMA } from "../llm/formats";
 import { Usage, NO_COUNT } from "../llm/usage";
 import { EventStreamReader } from "../llm/eventstream";
 import { crc32Update, crc32Final, CRC32_INIT } from "../llm/crc32";
@@ -61,7 +61,7 @@ function join(a: Uint8Array, b: Uint8Array): Uint8Array {
 }
 
 function read(bytes: Uint8Array, at: i32): EventStreamReader {
-  const r = new EventStreamReader(new JsonScanner(RESPONSE_SCHEMA), new Usage());
+  const r = new EventStreamReader(new JsonScanner(NATIVE_SCHEMA), new Usage());
   const cut = at < bytes.length ? at : bytes.length;
   r.feed(bytes.dataStart, <usize>cut);
   r.feed(bytes.dataStart + <usize>cut, <usize>(bytes.length - cut));

@@ -2,7 +2,7 @@
 // Newline-delimited JSON and the JSON array read element by element, split at every byte.
 
 import { JsonScanner } from "../llm/json";
-import { RESPONSE_SCHEMA } from "../llm/formats";
+import { NATIVE_SCHEMA } from "../llm/formats";
 import { Usage, NO_COUNT } from "../llm/usage";
 import { MessageReader } from "../llm/reader";
 import { NdjsonReader } from "../llm/ndjson";
@@ -20,8 +20,8 @@ function read(r: MessageReader, text: string, at: i32): MessageReader {
   return r;
 }
 
-const ndjson = new NdjsonReader(new JsonScanner(RESPONSE_SCHEMA), new Usage());
-const array = new JsonArrayReader(new JsonScanner(RESPONSE_SCHEMA), new Usage());
+const ndjson = new NdjsonReader(new JsonScanner(NATIVE_SCHEMA), new Usage());
+const array = new JsonArrayReader(new JsonScanner(NATIVE_SCHEMA), new Usage());
 
 describe("NdjsonReader", () => {
   it("reads every line at every split point; CRLF, blank lines, no final LF", () => {

@@ -57,6 +57,8 @@ export class PathShape {
   modelPiece: i32 = CAPTURE_NONE;
   get: bool = false;
   api: u8 = API_DEFAULT;
+  /** The API has its own response fields (formats.ts NATIVE_FORMAT). */
+  native: bool = false;
 }
 
 export function compileShape(shape: string): PathShape {
@@ -91,6 +93,7 @@ export function compileShape(shape: string): PathShape {
   }
   if (literal.length > 0) s.pieces.push(literal);
   s.api = classify(s.get, text);
+  s.native = isNative(s.api, text);
   return s;
 }
 
@@ -107,6 +110,12 @@ function classify(get: bool, text: string): u8 {
   if (text.endsWith("/responses") || text.endsWith("/responses/compact")) return API_RESPONSES;
   if (text.endsWith("/embeddings") || text.endsWith("/embed")) return API_EMBEDDINGS;
   return API_DEFAULT;
+}
+
+/** Gemini, Vertex, Bedrock, Ollama native and Cohere v2 answer in their own formats. */
+function isNative(api: u8, text: string): bool {
+  if (api >= API_GEMINI && api <= API_OLLAMA) return true;
+  return text.endsWith("/api/embed") || text.endsWith("/v2/chat") || text.endsWith("/v2/embed");
 }
 
 /** The path up to its query string. */

@@ -6,8 +6,8 @@ import { JsonScanner } from "./json";
 import { MAX_STRING_BYTES } from "./schema";
 import {
   REQUEST_MODEL,
-  FIELD_NODES,
-  FIELD_MASKS,
+  Format,
+  formatOf,
   F_MODEL,
   F_PROMPT,
   F_COMPLETION,
@@ -70,31 +70,32 @@ export class Usage {
    */
   add(s: JsonScanner): void {
     if (s.present == 0) return; // most stream events carry none of the fields
-    const node = firstString(s, F_MODEL);
+    const fmt = formatOf(s.schema);
+    const node = firstString(s, fmt, F_MODEL);
     if (node >= 0) {
       const n = s.stringLength(node);
       memory.copy(changetype<usize>(this.modelBytes), s.stringPtr(node), <usize>n);
       this.modelLength = n;
     }
-    const prompt = firstCount(s, F_PROMPT);
+    const prompt = firstCount(s, fmt, F_PROMPT);
     if (prompt != NO_COUNT) this.prompt = prompt;
-    const completion = firstCount(s, F_COMPLETION);
+    const completion = firstCount(s, fmt, F_COMPLETION);
     if (completion != NO_COUNT) this.completion = completion;
-    const total = firstCount(s, F_TOTAL);
+    const total = firstCount(s, fmt, F_TOTAL);
     if (total != NO_COUNT) this.total = total;
-    const cached = firstCount(s, F_CACHED);
+    const cached = firstCount(s, fmt, F_CACHED);
     if (cached != NO_COUNT) this.cached = cached;
-    const reasoning = firstCount(s, F_REASONING);
+    const reasoning = firstCount(s, fmt, F_REASONING);
     if (reasoning != NO_COUNT) this.reasoning = reasoning;
-    const cacheWrite = firstCount(s, F_CACHE_WRITE);
+    const cacheWrite = firstCount(s, fmt, F_CACHE_WRITE);
     if (cacheWrite != NO_COUNT) this.cacheWrite = cacheWrite;
-    const id = firstString(s, F_ID);
+    const id = firstString(s, fmt, F_ID);
     if (id >= 0 && s.stringLength(id) <= MAX_ID_BYTES) {
       const n = s.stringLength(id);
       memory.copy(changetype<usize>(this.idBytes), s.stringPtr(id), <usize>n);
       this.idLength = n;
     }
-    const status = firstString(s, F_STATUS);
+    const status = firstString(s, fmt, F_STATUS);
     if (status >= 0) this.pending = isString(s, status, QUEUED, 6) || isString(s, status, IN_PROGRESS, 11);
   }
 
@@ -134,9 +135,9 @@ export class Usage {
   }
 }
 
-function firstCount(s: JsonScanner, f: i32): i64 {
-  if ((s.present & unchecked(FIELD_MASKS[f])) == 0) return NO_COUNT;
-  const nodes = unchecked(FIELD_NODES[f]);
+function firstCount(s: JsonScanner, fmt: Format, f: i32): i64 {
+  if ((s.present & unchecked(fmt.masks[f])) == 0) return NO_COUNT;
+  const nodes = unchecked(fmt.nodes[f]);
   for (let i = 0, n = nodes.length; i < n; i++) {
     const node = unchecked(nodes[i]);
     if (s.has(node)) return <i64>s.number(node);
@@ -145,9 +146,9 @@ function firstCount(s: JsonScanner, f: i32): i64 {
 }
 
 /** The schema node of the first non-empty string that carries the value, or -1. */
-function firstString(s: JsonScanner, f: i32): i32 {
-  if ((s.present & unchecked(FIELD_MASKS[f])) == 0) return -1;
-  const nodes = unchecked(FIELD_NODES[f]);
+function firstString(s: JsonScanner, fmt: Format, f: i32): i32 {
+  if ((s.present & unchecked(fmt.masks[f])) == 0) return -1;
+  const nodes = unchecked(fmt.nodes[f]);
   for (let i = 0, n = nodes.length; i < n; i++) {
     const node = unchecked(nodes[i]);
     if (s.has(node) && s.stringLength(node) > 0) return node;

@@ -5,7 +5,13 @@
 // make is the opt-in `inject_stream_usage` rewrite of a request body.
 
 import { JsonScanner } from "../llm/json";
-import { REQUEST_SCHEMA, RESPONSE_SCHEMA, REQUEST_STREAM, REQUEST_STREAM_OPTIONS } from "../llm/formats";
+import {
+  REQUEST_SCHEMA,
+  RESPONSE_SCHEMA,
+  NATIVE_SCHEMA,
+  REQUEST_STREAM,
+  REQUEST_STREAM_OPTIONS,
+} from "../llm/formats";
 import { Usage, requestModel, NO_COUNT } from "../llm/usage";
 import { SseReader } from "../llm/sse";
 import { MessageReader } from "../llm/reader";
@@ -110,6 +116,9 @@ const USAGE_OPTION = String.UTF8.encode(',"stream_options":{"include_usage":true
 const requestScanners: JsonScanner[] = [];
 const responseScanners: JsonScanner[] = [];
 const sseReaders: SseReader[] = [];
+// The same for the APIs with their own response fields (formats.ts NATIVE_FORMAT).
+const nativeScanners: JsonScanner[] = [];
+const nativeSseReaders: SseReader[] = [];
 const ndjsonReaders: MessageReader[] = [];
 const arrayReaders: MessageReader[] = [];
 const eventStreamReaders: MessageReader[] = [];
@@ -129,7 +138,8 @@ function takeMessageReader(kind: u8): MessageReader {
     r.reset();
     return r;
   }
-  const scanner = new JsonScanner(RESPONSE_SCHEMA);
+  // Only the APIs with their own formats use these framings.
+  const scanner = new JsonScanner(NATIVE_SCHEMA);
   if (kind == READER_NDJSON) return new NdjsonReader(scanner, new Usage());
   if (kind == READER_ARRAY) return new JsonArrayReader(scanner, new Usage());
   return new EventStreamReader(scanner, new Usage());
@@ -167,22 +177,32 @@ function parseCount(value: string | null): i64 {
   return n;
 }
 
-function takeScanner(pool: JsonScanner[], response: bool): JsonScanner {
+function takeScanner(pool: JsonScanner[], response: bool, native: bool = false): JsonScanner {
   if (pool.length > 0) {
     const s = pool.pop();
     s.reset();
     return s;
   }
-  return new JsonScanner(response ? RESPONSE_SCHEMA : REQUEST_SCHEMA);
+  return new JsonScanner(response ? (native ? NATIVE_SCHEMA : RESPONSE_SCHEMA) : REQUEST_SCHEMA);
 }
 
-function takeSseReader(): SseReader {
-  if (sseReaders.length > 0) {
-    const r = sseReaders.pop();
+function takeSseReader(native: bool): SseReader {
+  const pool = native ? nativeSseReaders : sseReaders;
+  if (pool.length > 0) {
+    const r = pool.pop();
     r.reset();
     return r;
   }
-  return new SseReader(new JsonScanner(RESPONSE_SCHEMA), new Usage());
+  return new SseReader(new JsonScanner(native ? NATIVE_SCHEMA : RESPONSE_SCHEMA), new Usage());
+}
+
+/** Returns a response parser to the pool of its schema. */
+function returnScanner(s: JsonScanner): void {
+  (s.schema === NATIVE_SCHEMA ? nativeScanners : responseScanners).push(s);
+}
+
+function returnSseReader(r: SseReader): void {
+  (r.scanner.schema === NATIVE_SCHEMA ? nativeSseReaders : sseReaders).push(r);
 }
 
 /**
@@ -241,6 +261,8 @@ export class Stream {
   messagesKind: u8 = 0;
   /** What the path shape says about the API (llm/paths.ts). */
   api: u8 = API_DEFAULT;
+  /** The API answers in its own format (formats.ts NATIVE_FORMAT). */
+  native: bool = false;
   /** Bedrock InvokeModel's own counts, from the response headers. */
   headerPrompt: i64 = NO_COUNT;
   headerCompletion: i64 = NO_COUNT;
@@ -279,6 +301,7 @@ export class Stream {
     this.llm = true;
     this.path = path;
     this.api = shape.api;
+    this.native = shape.native;
     if (modelStart >= 0) this.modelFromPath(percentDecode(path, modelStart, modelEnd));
     if (streamFromPath(shape.api) || shape.api == API_RESPONSES_GET) {
       const stream =
@@ -437,10 +460,12 @@ export class Stream {
         } else if (this.api == API_GEMINI_STREAM) {
           this.startMessages(READER_ARRAY); // one JSON array, element by element
         } else {
-          this.response = takeScanner(responseScanners, true);
+          this.response = this.native
+            ? takeScanner(nativeScanners, true, true)
+            : takeScanner(responseScanners, true);
         }
       } else if (sse) {
-        if (!endOfStream) this.events = takeSseReader();
+        if (!endOfStream) this.events = takeSseReader(this.native);
       } else if (type !== null && startsWithIgnoreCase(type, "application/x-ndjson")) {
         this.streamed = true;
         if (!endOfStream) this.startMessages(READER_NDJSON);
@@ -581,7 +606,7 @@ export class Stream {
     const scanner = this.response;
     if (scanner !== null) {
       this.response = null;
-      responseScanners.push(scanner);
+      returnScanner(scanner);
       if (scanner.finish()) {
         const usage = bodyUsage;
         usage.reset();
@@ -605,7 +630,7 @@ export class Stream {
     const events = this.events;
     if (events !== null) {
       this.events = null;
-      sseReaders.push(events);
+      returnSseReader(events);
       events.finish();
       return this.streamUsage(events.usage, events.invalidEvents, events.events);
     }
@@ -691,9 +716,9 @@ export class Stream {
     const req = this.request;
     if (req !== null) requestScanners.push(req);
     const res = this.response;
-    if (res !== null) responseScanners.push(res);
+    if (res !== null) returnScanner(res);
     const events = this.events;
-    if (events !== null) sseReaders.push(events);
+    if (events !== null) returnSseReader(events);
     const messages = this.messages;
     if (messages !== null) readerPool(this.messagesKind).push(messages);
     this.request = null;
