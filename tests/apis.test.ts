@@ -152,11 +152,16 @@ describe("Bedrock event stream", () => {
       ...converse,
       body,
       usage: "parse_error",
-      expected: { model: converse.expected.model },
+      expected: { model: converse.expected.model, responseModel: converse.expected.model },
     });
     check(
       s,
-      { ...converse, body, usage: "parse_error", expected: { model: converse.expected.model } },
+      {
+        ...converse,
+        body,
+        usage: "parse_error",
+        expected: { model: converse.expected.model, responseModel: converse.expected.model },
+      },
       "bad CRC",
     );
     assert.equal(host.counter(PARSE_ERRORS), 2);
@@ -167,7 +172,12 @@ describe("Bedrock event stream", () => {
     const host = await load();
     const metadata = bedrockEvent("metadata", { usage: { inputTokens: 3, outputTokens: 4, totalTokens: 7 } });
     const body = concatBytes([bedrockEvent("messageStop", { stopReason: "x" }, "prelude"), metadata]);
-    const c = { ...converse, body, usage: "parse_error", expected: { model: converse.expected.model } };
+    const c = {
+      ...converse,
+      body,
+      usage: "parse_error",
+      expected: { model: converse.expected.model, responseModel: converse.expected.model },
+    };
     for (let i = 0; i < body.length; i += 5) check(run(host, c, i > 0 ? [i] : []), c, `split at ${i}`);
     assert.deepEqual(host.traps, []);
   });
@@ -185,7 +195,12 @@ describe("Bedrock event stream", () => {
         { message: "Too many requests, please wait before trying again.", usage: { inputTokens: 9 } },
       ),
     ]);
-    const c = { ...converse, body, usage: "missing", expected: { model: converse.expected.model } };
+    const c = {
+      ...converse,
+      body,
+      usage: "missing",
+      expected: { model: converse.expected.model, responseModel: converse.expected.model },
+    };
     check(run(host, c), c, "exception");
     assert.equal(host.counter(PARSE_ERRORS), undefined);
   });
@@ -193,7 +208,12 @@ describe("Bedrock event stream", () => {
   test("a stream cut inside a message keeps what the complete messages said", async () => {
     const host = await load();
     const body = CONVERSE_STREAM_BODY.subarray(0, CONVERSE_STREAM_BODY.length - 10);
-    const c = { ...converse, body, usage: "parse_error", expected: { model: converse.expected.model } };
+    const c = {
+      ...converse,
+      body,
+      usage: "parse_error",
+      expected: { model: converse.expected.model, responseModel: converse.expected.model },
+    };
     check(run(host, c), c, "cut");
     assert.equal(host.counter(PARSE_ERRORS), 1);
   });
@@ -209,7 +229,13 @@ describe("Bedrock event stream", () => {
     const c = {
       ...converse,
       body,
-      expected: { model: converse.expected.model, prompt: "3", completion: "4", total: "7" },
+      expected: {
+        model: converse.expected.model,
+        responseModel: converse.expected.model,
+        prompt: "3",
+        completion: "4",
+        total: "7",
+      },
     };
     const before = host.memoryBytes;
     const cuts = [];
@@ -257,7 +283,14 @@ describe("path shapes and request semantics", () => {
     const host = await load({ paths: ["/gw/*/model/{model}/converse"] });
     const bedrock = API_CASES.find((c) => c.name.startsWith("Bedrock Converse ("))!;
     const c = { ...bedrock, path: "/tenant-a/gw/eu/model/amazon.nova-pro-v1%3A0/converse" };
-    check(run(host, c), { ...c, expected: { ...c.expected, model: "amazon.nova-pro-v1:0" } }, "configured");
+    check(
+      run(host, c),
+      {
+        ...c,
+        expected: { ...c.expected, model: "amazon.nova-pro-v1:0", responseModel: "amazon.nova-pro-v1:0" },
+      },
+      "configured",
+    );
     const s = run(host, { ...bedrock, path: "/gw/model/amazon.nova-pro-v1%3A0/converse" });
     assert.equal(s.state("wasm.asm.llmproxy.usage"), undefined, "a wildcard needs a segment");
   });

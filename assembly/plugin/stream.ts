@@ -554,7 +554,10 @@ export class Stream {
     r.destination = this.destination();
     const model = this.model;
     r.model = model !== null ? model : UNKNOWN;
-    const responseModel = usage !== null ? usage.model : null;
+    // A response read whole that names no model (Bedrock Converse, Cohere) was answered by the
+    // request's.
+    let responseModel = usage !== null ? usage.model : null;
+    if (responseModel === null && usage !== null) responseModel = this.model;
     r.responseModel = responseModel !== null ? responseModel : UNKNOWN;
     r.headers = this.headers;
     r.usage = repeated ? null : usage;
@@ -679,6 +682,9 @@ export class Stream {
         this.model = responseModel;
         setProperty(P_REQUEST_MODEL, responseModel);
       }
+    } else {
+      const model = this.model;
+      if (model !== null) setProperty(P_RESPONSE_MODEL, model);
     }
     if (usage.prompt != NO_COUNT) setProperty(P_PROMPT_TOKENS, usage.prompt.toString());
     if (usage.completion != NO_COUNT) setProperty(P_COMPLETION_TOKENS, usage.completion.toString());
