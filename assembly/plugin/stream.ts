@@ -149,7 +149,7 @@ function takeMessageReader(kind: u8): MessageReader {
  * Ids of Responses API responses already counted by this VM, so that a completed response polled
  * again (GET /v1/responses/{id}) is not counted twice. Bounded: the oldest id is forgotten first.
  */
-const SEEN_RESPONSES = 1024;
+const SEEN_RESPONSES = 256;
 const seenIds = new Set<string>();
 const seenOrder = new Array<string>(SEEN_RESPONSES);
 let seenNext = 0;
