@@ -318,6 +318,25 @@ describe("OpenAI Responses by id", () => {
     assert.equal(host.counter("asm_llm_proxy_prompt_tokens" + dims), 72);
   });
 
+  test("the ids kept are bounded: after 256 others, a response is counted again", async () => {
+    const host = await load();
+    const dims =
+      "|llmproxy_source_workload=sleep|llmproxy_source_workload_namespace=default|llmproxy_destination_service=api.openai.com|llmproxy_model=gpt-4.1-2025-04-14";
+    const poll = (id: string) => {
+      const body = JSON.parse(completed.body as string);
+      body.id = id;
+      run(host, { ...completed, path: "/v1/responses/" + id, body: JSON.stringify(body) });
+    };
+    poll("resp_first");
+    for (let i = 0; i < 255; i++) poll("resp_" + i);
+    poll("resp_first");
+    assert.equal(host.counter("asm_llm_proxy_prompt_tokens" + dims), 36 * 256, "still remembered");
+    poll("resp_255");
+    poll("resp_first");
+    assert.equal(host.counter("asm_llm_proxy_prompt_tokens" + dims), 36 * 258, "forgotten, counted again");
+    assert.deepEqual(host.traps, []);
+  });
+
   test("a response that the POST counted is not counted again by a GET", async () => {
     const host = await load();
     const body = completed.body as string;
