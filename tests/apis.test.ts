@@ -430,3 +430,28 @@ describe("newline-delimited JSON", () => {
     assert.equal(host.memoryBytes, before);
   });
 });
+
+describe("garbage through every new framing", () => {
+  test("random and mutated bodies: no trap, nothing held or changed", async () => {
+    const host = await load();
+    let seed = 12345;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    for (let i = 0; i < 3000; i++) {
+      const c = API_CASES[rand(API_CASES.length)];
+      const body = bytesOf(c.body).slice();
+      if (rand(4) === 0) {
+        for (let j = 0; j < body.length; j++) body[j] = rand(256);
+      } else {
+        for (let k = 1 + rand(4); k > 0; k--) body[rand(body.length)] = rand(256);
+      }
+      const s = run(host, { ...c, body }, [rand(body.length + 1)]);
+      assert.equal(s.held, 0);
+      assert.equal(s.bufferChanges + s.headerChanges, 0);
+      assert.deepEqual(s.forwarded("response"), body);
+    }
+    assert.deepEqual(host.traps, []);
+  });
+});
