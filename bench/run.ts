@@ -13,6 +13,7 @@ import { cpus, platform, release } from "node:os";
 import asc from "assemblyscript/asc";
 import { ProxyWasmHost } from "../tests/host/host.ts";
 import { ROOT, NODE_METADATA } from "../tests/seed.ts";
+import { bedrockEvent } from "../tests/fixtures/eventstream.ts";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const WARMUP = 3;
@@ -131,6 +132,41 @@ const SCENARIOS: Scenario[] = [
     },
   },
 ];
+
+// Bedrock ConverseStream: N binary event-stream messages (prelude, headers, JSON payload, two
+// CRCs), one per chunk, usage in the last; the per-chunk cost of the event-stream reader is
+// (plugin - floor) / N.
+const CONVERSE_FRAMES = 300;
+const CONVERSE_STREAM: Uint8Array[] = [];
+for (let i = 0; i < CONVERSE_FRAMES - 1; i++) {
+  CONVERSE_STREAM.push(
+    bedrockEvent("contentBlockDelta", { contentBlockIndex: 0, delta: { text: "token " + i }, p: "abcdefgh" }),
+  );
+}
+CONVERSE_STREAM.push(
+  bedrockEvent("metadata", {
+    usage: { inputTokens: 11, outputTokens: 299, totalTokens: 310 },
+    metrics: { latencyMs: 900 },
+  }),
+);
+SCENARIOS.push({
+  name: `Bedrock ConverseStream, ${CONVERSE_FRAMES} event-stream messages`,
+  perRound: 60,
+  run: (h) => {
+    const s = h.stream({ cluster: "outbound|443||bedrock-runtime.us-east-1.amazonaws.com" });
+    s.sendRequestHeaders({
+      ":method": "POST",
+      ":path": "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream",
+      ":authority": "bedrock-runtime.us-east-1.amazonaws.com",
+      "content-type": "application/json",
+    });
+    s.sendRequestBody(REQUEST, true);
+    s.sendResponseHeaders({ ":status": "200", "content-type": "application/vnd.amazon.eventstream" });
+    for (let i = 0; i < CONVERSE_STREAM.length; i++)
+      s.sendResponseBody(CONVERSE_STREAM[i], i === CONVERSE_STREAM.length - 1);
+    s.end();
+  },
+});
 
 // ---- measurement --------------------------------------------------------------------------
 

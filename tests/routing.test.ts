@@ -203,6 +203,43 @@ describe("a POST to a provider host", () => {
     }
   });
 
+  test("an API that names its model in the path (Gemini) gets the key, and no member in its body", async () => {
+    const gemini = {
+      host: "generativelanguage.googleapis.com",
+      model: "gemini-2.0-flash",
+      stream: true,
+      api_key: "AIza-test-0123456789",
+      auth: "x-api-key",
+    };
+    const host = await load([gemini]);
+    const path = "/v1beta/models/gemini-2.5-pro:generateContent";
+    const body = '{"contents":[{"parts":[{"text":"Hi"}]}]}';
+    for (const cuts of [[], [1], [body.length - 1]]) {
+      const x = send(
+        host,
+        post(gemini.host, path),
+        body,
+        cuts,
+        "outbound|443||generativelanguage.googleapis.com",
+      );
+      assert.equal(x.path, path, "a known API path is kept");
+      assert.equal(x.body, body, "Gemini takes no model or stream member: the body is unchanged");
+      assert.deepEqual(header(x, "x-api-key"), [gemini.api_key]);
+      assert.equal(x.s.state("wasm.asm.llmproxy.request_model"), "gemini-2.5-pro", "the path's model");
+      assert.equal(x.s.state("wasm.asm.llmproxy.request_stream"), "false", "the path says: not streamed");
+    }
+  });
+
+  test("a routed path is read as the API the provider's path names", async () => {
+    const ollama = { host: "ollama.internal", path: "/api/chat", model: "llama3.2" };
+    const host = await load([ollama]);
+    const x = send(host, post(ollama.host), '{"messages":[]}', [], "outbound|11434||ollama.internal");
+    assert.equal(x.path, "/api/chat");
+    assert.deepEqual(JSON.parse(x.body), { messages: [], model: "llama3.2" });
+    // Ollama's native API streams unless the body says "stream": false.
+    assert.equal(x.s.state("wasm.asm.llmproxy.request_stream"), "true");
+  });
+
   test("a GET (or any method but POST) to a provider host is left alone", async () => {
     const host = await load([DASHSCOPE]);
     for (const method of ["GET", "PUT", "DELETE"]) {
@@ -247,7 +284,8 @@ describe("every other host behaves exactly as without providers", () => {
     const a = send(await load([DASHSCOPE]), { ...post("api.openai.com"), ":method": "GET" }, null);
     const b = send(await ProxyWasmHost.load(WASM, {}), { ...post("api.openai.com"), ":method": "GET" }, null);
     assert.equal(a.s.hostCalls, b.s.hostCalls);
-    assert.equal(a.s.hostCalls, 1, "only :method");
+    // :method, and :path because the default paths have a GET shape (the Responses API's polls).
+    assert.equal(a.s.hostCalls, 2, ":method and :path");
   });
 
   for (const cluster of ["PassthroughCluster", ""]) {

@@ -23,6 +23,7 @@ const KEYS: Record<keyof Expected, string> = {
   total: "wasm.asm.llmproxy.request_total_tokens",
   cached: "wasm.asm.llmproxy.request_cached_tokens",
   reasoning: "wasm.asm.llmproxy.request_reasoning_tokens",
+  cacheWrite: "wasm.asm.llmproxy.request_cache_write_tokens",
 };
 
 function run(

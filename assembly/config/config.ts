@@ -39,6 +39,7 @@ import {
 import { headerDimension, asciiLower, KEY_HEADER_PREFIX } from "../telemetry/names";
 import { Routing } from "../llm/routing";
 import { readProviders } from "./providers";
+import { PathShape, compileShape, matchShape, pathEnd } from "../llm/paths";
 
 export { DEFAULT_PATHS };
 
@@ -57,8 +58,21 @@ function endsWithAny(path: string, suffixes: string[]): bool {
   return false;
 }
 
+function compileShapes(paths: string[]): PathShape[] {
+  return paths.map<PathShape>((p) => compileShape(p));
+}
+
+function anyGet(shapes: PathShape[]): bool {
+  for (let i = 0; i < shapes.length; i++) if (shapes[i].get) return true;
+  return false;
+}
+
 export class Config {
   paths: string[] = DEFAULT_PATHS;
+  /** `paths` compiled once per configuration. */
+  shapes: PathShape[] = compileShapes(DEFAULT_PATHS);
+  /** Some shape matches GET requests (so their :path is worth reading). */
+  getShapes: bool = anyGet(this.shapes);
   injectStreamUsage: bool = DEFAULT_INJECT_STREAM_USAGE;
   stripAcceptEncoding: bool = DEFAULT_STRIP_ACCEPT_ENCODING;
   maxSeries: i32 = <i32>DEFAULT_MAX_SERIES;
@@ -74,7 +88,18 @@ export class Config {
 
   /** Whether a request path (which may carry a query string) names an LLM API. */
   matchesPath(path: string): bool {
-    return endsWithAny(stripQuery(path), this.paths);
+    return this.matchShape(false, path) != null;
+  }
+
+  /** The first shape a POST (or GET) to `path` matches, or null; see paths.ts for the capture. */
+  matchShape(get: bool, path: string): PathShape | null {
+    const end = pathEnd(path);
+    const shapes = this.shapes;
+    for (let i = 0, n = shapes.length; i < n; i++) {
+      const s = unchecked(shapes[i]);
+      if (s.get == get && matchShape(s, path, end)) return s;
+    }
+    return null;
   }
 
   /** Whether usage may be injected into a request to this path. */
@@ -106,6 +131,8 @@ export class Config {
         break;
       case OPT_PATHS:
         this.paths = strings(value);
+        this.shapes = compileShapes(this.paths);
+        this.getShapes = anyGet(this.shapes);
         break;
       case OPT_INJECT_STREAM_USAGE:
         this.injectStreamUsage = (value as JSON.Bool).valueOf();

@@ -11,6 +11,14 @@
 // | OpenAI Responses (stream events)      | response.model   | response.usage.input_tokens / ...   | response.usage.input_tokens_details...     | response.usage.output_tokens_details...     |
 // | Anthropic Messages (body, message_delta) | model         | usage.input_tokens / output_tokens  | usage.cache_read_input_tokens              | -                                           |
 // | Anthropic Messages (message_start)    | message.model    | message.usage.input_tokens / ...    | message.usage.cache_read_input_tokens      | -                                           |
+// | Gemini / Vertex (body, event, element) | modelVersion    | usageMetadata.promptTokenCount / candidatesTokenCount | usageMetadata.cachedContentTokenCount | usageMetadata.thoughtsTokenCount |
+// | Bedrock Converse, ConverseStream metadata | (path)        | usage.inputTokens / outputTokens    | usage.cacheReadInputTokens                 | -                                           |
+// | Bedrock invocation metrics (last chunk) | (path)         | amazon-bedrock-invocationMetrics.inputTokenCount / outputTokenCount (preferred) | ...cacheReadInputTokenCount | - |
+// | Cohere v2 chat (body, message-end delta) | (request)     | usage.tokens.* , else usage.billed_units.* | -                                   | -                                           |
+// | Cohere v2 embed                        | (request)        | meta.billed_units.input_tokens      | -                                          | -                                           |
+// | Ollama native                          | model            | prompt_eval_count / eval_count      | -                                          | -                                           |
+// Cache writes: usage.cache_creation_input_tokens, usage.prompt_tokens_details.cache_write_tokens,
+// usage.cacheWriteInputTokens. The model in Gemini's and Bedrock's paths is read by paths.ts.
 
 import { Schema, KIND_OBJECT, KIND_STRING, KIND_INT, KIND_BOOL } from "./schema";
 
@@ -28,45 +36,141 @@ export const F_COMPLETION = 2;
 export const F_TOTAL = 3;
 export const F_CACHED = 4;
 export const F_REASONING = 5;
-export const FIELD_COUNT = 6;
+export const F_CACHE_WRITE = 6;
+/** The Responses API's response id and status (a completed response is counted once). */
+export const F_ID = 7;
+export const F_STATUS = 8;
+export const FIELD_COUNT = 9;
 
-export const RESPONSE_SCHEMA = new Schema();
+/**
+ * A response schema and, for each logical value, the schema nodes that carry it (in order of
+ * preference) with their mask for JsonScanner.present.
+ */
+export class Format {
+  schema: Schema = new Schema();
+  nodes: Array<Array<i32>> = [[], [], [], [], [], [], [], [], []];
+  masks: StaticArray<u64> = new StaticArray<u64>(FIELD_COUNT);
 
-/** For each logical value, the schema nodes that carry it, in order of preference. */
-export const FIELD_NODES: Array<Array<i32>> = [[], [], [], [], [], []];
+  field(f: i32, path: string, kind: u8): void {
+    this.nodes[f].push(this.schema.add(path, kind));
+  }
 
-function field(f: i32, path: string, kind: u8): void {
-  FIELD_NODES[f].push(RESPONSE_SCHEMA.add(path, kind));
+  /** A node that wins over the ones already added for the value. */
+  preferred(f: i32, path: string, kind: u8): void {
+    this.nodes[f].unshift(this.schema.add(path, kind));
+  }
+
+  /**
+   * A node >= 64 is stood for by bit 63 alone: the scanner sets every bit when such a node is
+   * present, so the test never misses one, and a value's low nodes keep their own bits (a ~0 mask
+   * would send every document that names only a model through every node list of every value).
+   */
+  seal(): void {
+    for (let f = 0; f < FIELD_COUNT; f++) {
+      let mask: u64 = 0;
+      const nodes = this.nodes[f];
+      for (let i = 0; i < nodes.length; i++) {
+        const bit: i32 = nodes[i] >= 64 ? 63 : nodes[i];
+        mask |= (<u64>1) << (<u64>bit);
+      }
+      this.masks[f] = mask;
+    }
+  }
 }
 
-function usageAt(prefix: string): void {
+function usageAt(fmt: Format, prefix: string): void {
   // OpenAI-style names.
-  field(F_PROMPT, prefix + "usage.prompt_tokens", KIND_INT);
-  field(F_COMPLETION, prefix + "usage.completion_tokens", KIND_INT);
-  field(F_CACHED, prefix + "usage.prompt_tokens_details.cached_tokens", KIND_INT);
-  field(F_CACHED, prefix + "usage.prompt_cache_hit_tokens", KIND_INT);
-  field(F_REASONING, prefix + "usage.completion_tokens_details.reasoning_tokens", KIND_INT);
+  fmt.field(F_PROMPT, prefix + "usage.prompt_tokens", KIND_INT);
+  fmt.field(F_COMPLETION, prefix + "usage.completion_tokens", KIND_INT);
+  fmt.field(F_CACHED, prefix + "usage.prompt_tokens_details.cached_tokens", KIND_INT);
+  fmt.field(F_CACHED, prefix + "usage.prompt_cache_hit_tokens", KIND_INT);
+  fmt.field(F_REASONING, prefix + "usage.completion_tokens_details.reasoning_tokens", KIND_INT);
   // Responses API and Anthropic names.
-  field(F_PROMPT, prefix + "usage.input_tokens", KIND_INT);
-  field(F_COMPLETION, prefix + "usage.output_tokens", KIND_INT);
-  field(F_CACHED, prefix + "usage.input_tokens_details.cached_tokens", KIND_INT);
-  field(F_CACHED, prefix + "usage.cache_read_input_tokens", KIND_INT);
-  field(F_REASONING, prefix + "usage.output_tokens_details.reasoning_tokens", KIND_INT);
-  field(F_TOTAL, prefix + "usage.total_tokens", KIND_INT);
+  fmt.field(F_PROMPT, prefix + "usage.input_tokens", KIND_INT);
+  fmt.field(F_COMPLETION, prefix + "usage.output_tokens", KIND_INT);
+  fmt.field(F_CACHED, prefix + "usage.input_tokens_details.cached_tokens", KIND_INT);
+  fmt.field(F_CACHED, prefix + "usage.cache_read_input_tokens", KIND_INT);
+  fmt.field(F_REASONING, prefix + "usage.output_tokens_details.reasoning_tokens", KIND_INT);
+  fmt.field(F_TOTAL, prefix + "usage.total_tokens", KIND_INT);
 }
 
-field(F_MODEL, "model", KIND_STRING);
-usageAt("");
-field(F_MODEL, "response.model", KIND_STRING);
-usageAt("response.");
-field(F_MODEL, "message.model", KIND_STRING);
-usageAt("message.");
+/** The OpenAI-style, Responses API and Anthropic fields, read on every path. */
+function common(fmt: Format): void {
+  fmt.field(F_MODEL, "model", KIND_STRING);
+  // The Responses API's id and status, early so that their node ids stay below 64: an OpenAI
+  // chunk's "id" must not set every bit of JsonScanner.present.
+  fmt.field(F_ID, "id", KIND_STRING);
+  fmt.field(F_STATUS, "status", KIND_STRING);
+  usageAt(fmt, "");
+  fmt.field(F_MODEL, "response.model", KIND_STRING);
+  usageAt(fmt, "response.");
+  fmt.field(F_MODEL, "message.model", KIND_STRING);
+  usageAt(fmt, "message.");
+  fmt.field(F_CACHED, "usage.num_cached_tokens", KIND_INT); // Mistral
+  fmt.field(F_CACHED, "usage.cached_tokens", KIND_INT); // Moonshot, Together, Hugging Face
+  fmt.field(F_CACHE_WRITE, "usage.cache_creation_input_tokens", KIND_INT); // Anthropic
+  fmt.field(F_CACHE_WRITE, "message.usage.cache_creation_input_tokens", KIND_INT);
+  fmt.field(F_CACHE_WRITE, "usage.prompt_tokens_details.cache_write_tokens", KIND_INT); // OpenRouter
+  fmt.field(F_REASONING, "usage.output_tokens_details.thinking_tokens", KIND_INT); // Anthropic
+  fmt.field(F_ID, "response.id", KIND_STRING);
+  fmt.field(F_STATUS, "response.status", KIND_STRING);
+}
 
-/** For each logical value, a mask of its nodes for JsonScanner.present (a node >= 64: every bit). */
-export const FIELD_MASKS = new StaticArray<u64>(FIELD_COUNT);
-for (let f = 0; f < FIELD_COUNT; f++) {
-  let mask: u64 = 0;
-  const nodes = FIELD_NODES[f];
-  for (let i = 0; i < nodes.length; i++) mask |= nodes[i] < 64 ? (<u64>1) << (<u64>nodes[i]) : ~(<u64>0);
-  FIELD_MASKS[f] = mask;
+/**
+ * The APIs whose path shape says what they are (paths.ts: Gemini, Vertex, Bedrock, Cohere, Ollama
+ * native). Their fields are kept out of the common format because every key of every OpenAI chunk
+ * is compared with the schema's top-level keys, and every `usage` key forgets all nodes below it.
+ */
+function native(fmt: Format): void {
+  // Gemini and Vertex generateContent (a body, an SSE event or an element of the streamed array).
+  fmt.field(F_MODEL, "modelVersion", KIND_STRING);
+  fmt.field(F_PROMPT, "usageMetadata.promptTokenCount", KIND_INT);
+  fmt.field(F_COMPLETION, "usageMetadata.candidatesTokenCount", KIND_INT);
+  fmt.field(F_TOTAL, "usageMetadata.totalTokenCount", KIND_INT);
+  fmt.field(F_CACHED, "usageMetadata.cachedContentTokenCount", KIND_INT);
+  fmt.field(F_REASONING, "usageMetadata.thoughtsTokenCount", KIND_INT);
+  // Bedrock Converse (the body) and ConverseStream (the `metadata` event's payload).
+  fmt.field(F_PROMPT, "usage.inputTokens", KIND_INT);
+  fmt.field(F_COMPLETION, "usage.outputTokens", KIND_INT);
+  fmt.field(F_TOTAL, "usage.totalTokens", KIND_INT);
+  fmt.field(F_CACHED, "usage.cacheReadInputTokens", KIND_INT);
+  fmt.field(F_CACHE_WRITE, "usage.cacheWriteInputTokens", KIND_INT);
+  // Cohere v2 chat (the body; `message-end`'s delta): the token counts, else the billed units.
+  fmt.field(F_PROMPT, "usage.tokens.input_tokens", KIND_INT);
+  fmt.field(F_COMPLETION, "usage.tokens.output_tokens", KIND_INT);
+  fmt.field(F_PROMPT, "delta.usage.tokens.input_tokens", KIND_INT);
+  fmt.field(F_COMPLETION, "delta.usage.tokens.output_tokens", KIND_INT);
+  fmt.field(F_PROMPT, "usage.billed_units.input_tokens", KIND_INT);
+  fmt.field(F_COMPLETION, "usage.billed_units.output_tokens", KIND_INT);
+  fmt.field(F_PROMPT, "delta.usage.billed_units.input_tokens", KIND_INT);
+  fmt.field(F_COMPLETION, "delta.usage.billed_units.output_tokens", KIND_INT);
+  fmt.field(F_PROMPT, "meta.billed_units.input_tokens", KIND_INT); // Cohere v2 embed
+  // Ollama native: the `done: true` object (or the whole body) of /api/chat, /api/generate.
+  fmt.field(F_PROMPT, "prompt_eval_count", KIND_INT);
+  fmt.field(F_COMPLETION, "eval_count", KIND_INT);
+  // Bedrock InvokeModelWithResponseStream: the last chunk's own counts, preferred over the model's.
+  const metrics = "amazon-bedrock-invocationMetrics.";
+  fmt.preferred(F_PROMPT, metrics + "inputTokenCount", KIND_INT);
+  fmt.preferred(F_COMPLETION, metrics + "outputTokenCount", KIND_INT);
+  fmt.preferred(F_CACHED, metrics + "cacheReadInputTokenCount", KIND_INT);
+  fmt.preferred(F_CACHE_WRITE, metrics + "cacheWriteInputTokenCount", KIND_INT);
+}
+
+/** Every path's responses. */
+export const COMMON_FORMAT = new Format();
+common(COMMON_FORMAT);
+COMMON_FORMAT.seal();
+
+/** The responses of the APIs with their own formats: the common fields and theirs. */
+export const NATIVE_FORMAT = new Format();
+common(NATIVE_FORMAT);
+native(NATIVE_FORMAT);
+NATIVE_FORMAT.seal();
+
+export const RESPONSE_SCHEMA = COMMON_FORMAT.schema;
+export const NATIVE_SCHEMA = NATIVE_FORMAT.schema;
+
+/** The format a scanner's schema belongs to. */
+export function formatOf(schema: Schema): Format {
+  return schema === NATIVE_SCHEMA ? NATIVE_FORMAT : COMMON_FORMAT;
 }

@@ -15,6 +15,7 @@ import {
   METRIC_COMPLETION_TOKENS,
   METRIC_CACHED_TOKENS,
   METRIC_REASONING_TOKENS,
+  METRIC_CACHE_WRITE_TOKENS,
   METRIC_REQUESTS,
   METRIC_FIRST_TOKEN_MS,
   METRIC_DURATION_MS,
@@ -175,6 +176,7 @@ export class Root {
       if (usage.completion > 0) this.add(METRIC_COMPLETION_TOKENS + dims, <u64>usage.completion);
       if (usage.cached > 0) this.add(METRIC_CACHED_TOKENS + dims, <u64>usage.cached);
       if (usage.reasoning > 0) this.add(METRIC_REASONING_TOKENS + dims, <u64>usage.reasoning);
+      if (usage.cacheWrite > 0) this.add(METRIC_CACHE_WRITE_TOKENS + dims, <u64>usage.cacheWrite);
     }
     if (r.stream && r.firstTokenMs != NO_COUNT)
       this.sample(METRIC_FIRST_TOKEN_MS + dims, <u64>r.firstTokenMs);

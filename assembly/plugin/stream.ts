@@ -10,6 +10,7 @@ import {
   REQUEST_SCHEMA,
   RESPONSE_SCHEMA,
   REQUEST_MODEL,
+  NATIVE_SCHEMA,
   REQUEST_STREAM,
   REQUEST_STREAM_OPTIONS,
 } from "../llm/formats";
@@ -17,6 +18,27 @@ import { Usage, requestModel, NO_COUNT } from "../llm/usage";
 import { SseReader } from "../llm/sse";
 import { Routing, Target, withQuery } from "../llm/routing";
 import { ClosingBrace, members } from "../llm/rewrite";
+import { MessageReader } from "../llm/reader";
+import { NdjsonReader } from "../llm/ndjson";
+import { JsonArrayReader } from "../llm/jsonarray";
+import { EventStreamReader } from "../llm/eventstream";
+import {
+  API_DEFAULT,
+  API_GEMINI_STREAM,
+  API_BEDROCK_INVOKE,
+  API_BEDROCK_INVOKE_STREAM,
+  API_OLLAMA,
+  API_RESPONSES,
+  API_RESPONSES_GET,
+  API_EMBEDDINGS,
+  streamFromPath,
+  pathStreams,
+  queryHas,
+  percentDecode,
+  modelStart,
+  modelEnd,
+  PathShape,
+} from "../llm/paths";
 import {
   KEY_REQUEST_MODEL,
   KEY_RESPONSE_MODEL,
@@ -25,6 +47,7 @@ import {
   KEY_TOTAL_TOKENS,
   KEY_CACHED_TOKENS,
   KEY_REASONING_TOKENS,
+  KEY_CACHE_WRITE_TOKENS,
   KEY_REQUEST_STREAM,
   KEY_USAGE,
   KEY_FIRST_TOKEN_MS,
@@ -71,6 +94,8 @@ const H_CONTENT_TYPE = String.UTF8.encode("content-type");
 const H_CONTENT_ENCODING = String.UTF8.encode("content-encoding");
 const H_CONTENT_LENGTH = String.UTF8.encode("content-length");
 const H_ACCEPT_ENCODING = String.UTF8.encode("accept-encoding");
+const H_BEDROCK_INPUT_TOKENS = String.UTF8.encode("x-amzn-bedrock-input-token-count");
+const H_BEDROCK_OUTPUT_TOKENS = String.UTF8.encode("x-amzn-bedrock-output-token-count");
 
 const P_REQUEST_MODEL = String.UTF8.encode(KEY_REQUEST_MODEL);
 const P_RESPONSE_MODEL = String.UTF8.encode(KEY_RESPONSE_MODEL);
@@ -79,6 +104,7 @@ const P_COMPLETION_TOKENS = String.UTF8.encode(KEY_COMPLETION_TOKENS);
 const P_TOTAL_TOKENS = String.UTF8.encode(KEY_TOTAL_TOKENS);
 const P_CACHED_TOKENS = String.UTF8.encode(KEY_CACHED_TOKENS);
 const P_REASONING_TOKENS = String.UTF8.encode(KEY_REASONING_TOKENS);
+const P_CACHE_WRITE_TOKENS = String.UTF8.encode(KEY_CACHE_WRITE_TOKENS);
 const P_REQUEST_STREAM = String.UTF8.encode(KEY_REQUEST_STREAM);
 const P_USAGE = String.UTF8.encode(KEY_USAGE);
 const P_FIRST_TOKEN_MS = String.UTF8.encode(KEY_FIRST_TOKEN_MS);
@@ -108,23 +134,93 @@ const USAGE_OPTION = String.UTF8.encode(USAGE_OPTION_TEXT);
 const requestScanners: JsonScanner[] = [];
 const responseScanners: JsonScanner[] = [];
 const sseReaders: SseReader[] = [];
+// The same for the APIs with their own response fields (formats.ts NATIVE_FORMAT).
+const nativeScanners: JsonScanner[] = [];
+const nativeSseReaders: SseReader[] = [];
+const ndjsonReaders: MessageReader[] = [];
+const arrayReaders: MessageReader[] = [];
+const eventStreamReaders: MessageReader[] = [];
 
-function takeScanner(pool: JsonScanner[], response: bool): JsonScanner {
+const READER_NDJSON: u8 = 0;
+const READER_ARRAY: u8 = 1;
+const READER_EVENT_STREAM: u8 = 2;
+
+function readerPool(kind: u8): MessageReader[] {
+  return kind == READER_NDJSON ? ndjsonReaders : kind == READER_ARRAY ? arrayReaders : eventStreamReaders;
+}
+
+function takeMessageReader(kind: u8): MessageReader {
+  const pool = readerPool(kind);
+  if (pool.length > 0) {
+    const r = pool.pop();
+    r.reset();
+    return r;
+  }
+  // Only the APIs with their own formats use these framings.
+  const scanner = new JsonScanner(NATIVE_SCHEMA);
+  if (kind == READER_NDJSON) return new NdjsonReader(scanner, new Usage());
+  if (kind == READER_ARRAY) return new JsonArrayReader(scanner, new Usage());
+  return new EventStreamReader(scanner, new Usage());
+}
+
+/**
+ * Ids of Responses API responses already counted by this VM, so that a completed response polled
+ * again (GET /v1/responses/{id}) is not counted twice. Bounded: the oldest id is forgotten first.
+ */
+const SEEN_RESPONSES = 256;
+const seenIds = new Set<string>();
+const seenOrder = new Array<string>(SEEN_RESPONSES);
+let seenNext = 0;
+
+/** Whether the id was counted before; remembers it otherwise. */
+function seenBefore(id: string): bool {
+  if (seenIds.has(id)) return true;
+  const old = unchecked(seenOrder[seenNext]);
+  if (old !== null && old.length > 0) seenIds.delete(old);
+  unchecked((seenOrder[seenNext] = id));
+  seenNext = (seenNext + 1) % SEEN_RESPONSES;
+  seenIds.add(id);
+  return false;
+}
+
+/** A decimal header value as a count, or NO_COUNT. */
+function parseCount(value: string | null): i64 {
+  if (value === null || value.length == 0 || value.length > 15) return NO_COUNT;
+  let n: i64 = 0;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return NO_COUNT;
+    n = n * 10 + <i64>(c - 0x30);
+  }
+  return n;
+}
+
+function takeScanner(pool: JsonScanner[], response: bool, native: bool = false): JsonScanner {
   if (pool.length > 0) {
     const s = pool.pop();
     s.reset();
     return s;
   }
-  return new JsonScanner(response ? RESPONSE_SCHEMA : REQUEST_SCHEMA);
+  return new JsonScanner(response ? (native ? NATIVE_SCHEMA : RESPONSE_SCHEMA) : REQUEST_SCHEMA);
 }
 
-function takeSseReader(): SseReader {
-  if (sseReaders.length > 0) {
-    const r = sseReaders.pop();
+function takeSseReader(native: bool): SseReader {
+  const pool = native ? nativeSseReaders : sseReaders;
+  if (pool.length > 0) {
+    const r = pool.pop();
     r.reset();
     return r;
   }
-  return new SseReader(new JsonScanner(RESPONSE_SCHEMA), new Usage());
+  return new SseReader(new JsonScanner(native ? NATIVE_SCHEMA : RESPONSE_SCHEMA), new Usage());
+}
+
+/** Returns a response parser to the pool of its schema. */
+function returnScanner(s: JsonScanner): void {
+  (s.schema === NATIVE_SCHEMA ? nativeScanners : responseScanners).push(s);
+}
+
+function returnSseReader(r: SseReader): void {
+  (r.scanner.schema === NATIVE_SCHEMA ? nativeSseReaders : sseReaders).push(r);
 }
 
 /**
@@ -136,13 +232,20 @@ const WINDOW: usize = 16384;
 const MAX_INJECT_CHUNK: usize = 65536;
 
 /** Scans the current chunk of a body in place, window by window: read, never held or changed. */
-function feedWindows(scanner: JsonScanner | null, events: SseReader | null, type: i32, size: usize): void {
+function feedWindows(
+  scanner: JsonScanner | null,
+  events: SseReader | null,
+  type: i32,
+  size: usize,
+  messages: MessageReader | null = null,
+): void {
   for (let start: usize = 0; start < size; start += WINDOW) {
     const length = size - start < WINDOW ? size - start : WINDOW;
     const ptr = readBuffer(type, start, length);
     if (ptr == 0) return;
     if (scanner !== null) scanner.feed(ptr, bufferLength);
     if (events !== null) events.feed(ptr, bufferLength);
+    if (messages !== null) messages.feed(ptr, bufferLength);
     release(ptr);
   }
 }
@@ -171,9 +274,20 @@ export class Stream {
   response: JsonScanner | null = null;
   /** The response body is an event stream. */
   events: SseReader | null = null;
+  /** The response body is a stream of JSON messages in another framing (NDJSON, array, binary). */
+  messages: MessageReader | null = null;
+  messagesKind: u8 = 0;
+  /** What the path shape says about the API (llm/paths.ts). */
+  api: u8 = API_DEFAULT;
+  /** The API answers in its own format (formats.ts NATIVE_FORMAT). */
+  native: bool = false;
+  /** Bedrock InvokeModel's own counts, from the response headers. */
+  headerPrompt: i64 = NO_COUNT;
+  headerCompletion: i64 = NO_COUNT;
   model: string | null = null;
-  /** The model came from the request body (it then wins over the response's). */
+  /** The model came from the request body or path (it then wins over the response's). */
   modelFromRequest: bool = false;
+  pathModel: bool = false;
   /** The request asked for a stream, or the response is one. */
   streamed: bool = false;
   /** content-length was removed so that the request body may grow by USAGE_OPTION. */
@@ -206,14 +320,22 @@ export class Stream {
 
   onRequestHeaders(endOfStream: bool): void {
     const method = getHeader(HeaderMapType.RequestHeaders, H_METHOD);
-    if (method === null || method != "POST") return;
-    const path = getHeader(HeaderMapType.RequestHeaders, H_PATH);
+    if (method === null) return;
     const config = this.root.config;
+    const get = method == "GET";
+    const post = method == "POST";
+    if (!post && !(get && config.getShapes)) return;
+    const path = getHeader(HeaderMapType.RequestHeaders, H_PATH);
     if (path === null) return;
-    const known = config.matchesPath(path);
+    let shape = config.matchShape(get, path);
+    // Where the match found a model in the path (module state of paths.ts, kept before any
+    // other match).
+    let from = modelStart;
+    let to = modelEnd;
+    const known = shape !== null;
     let authority: string | null = null;
     let target: Target | null = null;
-    if (config.routing.active) {
+    if (post && config.routing.active) {
       // With providers configured, the host decides first: a POST to a provider is an LLM call
       // whatever its path (the seed's curl posts to `/`).
       authority = getHeader(HeaderMapType.RequestHeaders, H_AUTHORITY);
@@ -230,7 +352,16 @@ export class Stream {
     if (authority !== null) this.authority = authority;
     this.readHeaderDimensions();
     this.root.readIdentity();
-    if (target !== null) this.applyTarget(target, path, known);
+    if (target !== null) {
+      this.applyTarget(target, path, known);
+      // A routed path (the seed's `/`) is read as the API the provider's path names.
+      if (!known) {
+        shape = config.matchShape(false, this.path);
+        from = modelStart;
+        to = modelEnd;
+      }
+    }
+    if (shape !== null) this.readShape(shape, this.path, from, to);
     // Ask for an uncompressed response, so that its usage can be read (clients such as the
     // OpenAI SDKs ask for gzip by default, and the sidecar has no decompressor).
     if (config.stripAcceptEncoding) removeHeader(HeaderMapType.RequestHeaders, H_ACCEPT_ENCODING);
@@ -238,7 +369,8 @@ export class Stream {
     this.request = takeScanner(requestScanners, false);
     // Headers can only change now, before the body shows whether it will change; without
     // content-length Envoy frames the body itself (chunked, or HTTP/2 data frames).
-    if (target !== null && target.rewritesBody) {
+    // An API that names its model and stream in the path (Gemini, Bedrock) gets no body members.
+    if (target !== null && target.rewritesBody && !this.pathModel && !streamFromPath(this.api)) {
       removeHeader(HeaderMapType.RequestHeaders, H_CONTENT_LENGTH);
       this.target = target;
       this.brace = new ClosingBrace();
@@ -303,6 +435,28 @@ export class Stream {
           " is not the provider's",
       );
     }
+  }
+
+  /** What an API's path says: which API it is, its model (Gemini, Vertex, Bedrock), its stream. */
+  private readShape(shape: PathShape, path: string, from: i32, to: i32): void {
+    this.api = shape.api;
+    this.native = shape.native;
+    if (from >= 0) this.modelFromPath(percentDecode(path, from, to));
+    if (streamFromPath(shape.api) || shape.api == API_RESPONSES_GET) {
+      const stream =
+        pathStreams(shape.api) || (shape.api == API_RESPONSES_GET && queryHas(path, "stream=true"));
+      this.streamed = stream;
+      setProperty(P_REQUEST_STREAM, stream ? "true" : "false");
+    }
+  }
+
+  /** Gemini, Vertex and Bedrock name the model in the path: it wins over anything in a body. */
+  private modelFromPath(model: string): void {
+    if (model.length == 0) return;
+    this.model = model;
+    this.modelFromRequest = true;
+    this.pathModel = true;
+    setProperty(P_REQUEST_MODEL, model);
   }
 
   private readHeaderDimensions(): void {
@@ -437,17 +591,25 @@ export class Stream {
   }
 
   private readRequest(scanner: JsonScanner): void {
-    // What the plugin inserted is what goes upstream: it is the request's model and stream.
-    const model = this.insertedModel !== null ? this.insertedModel : requestModel(scanner);
+    // A model in the path wins; what the plugin inserted is what goes upstream.
+    const model: string | null = this.pathModel
+      ? null
+      : this.insertedModel !== null
+        ? this.insertedModel
+        : requestModel(scanner);
     if (model !== null) {
       this.model = model;
       this.modelFromRequest = true;
       setProperty(P_REQUEST_MODEL, model);
     }
+    if (streamFromPath(this.api)) return; // set from the path
+    // Ollama's native API streams unless the body says "stream": false.
     const stream =
       this.insertedStream >= 0
         ? this.insertedStream > 0
-        : scanner.has(REQUEST_STREAM) && scanner.bool(REQUEST_STREAM);
+        : this.api == API_OLLAMA
+          ? !(scanner.has(REQUEST_STREAM) && !scanner.bool(REQUEST_STREAM))
+          : scanner.has(REQUEST_STREAM) && scanner.bool(REQUEST_STREAM);
     if (stream) this.streamed = true;
     setProperty(P_REQUEST_STREAM, stream ? "true" : "false");
   }
@@ -492,19 +654,54 @@ export class Stream {
       const type = getHeader(HeaderMapType.ResponseHeaders, H_CONTENT_TYPE);
       const sse = type !== null && startsWithIgnoreCase(type, "text/event-stream");
       if (sse) this.streamed = true;
+      if (this.api == API_BEDROCK_INVOKE) this.readBedrockCounts();
       if (encoding !== null && encoding.length > 0 && asciiLower(encoding) != "identity") {
         this.usageStatus = USAGE_ENCODED;
         this.root.issue(ISSUE_ENCODED_BODY);
         this.skipResponse("content-encoding " + encoding);
       } else if (type !== null && startsWithIgnoreCase(type, "application/json")) {
-        if (!endOfStream) this.response = takeScanner(responseScanners, true);
+        if (endOfStream) {
+          this.emptyBody(); // an empty body is not a JSON document
+        } else if (this.api == API_GEMINI_STREAM) {
+          this.startMessages(READER_ARRAY); // one JSON array, element by element
+        } else {
+          this.response = this.native
+            ? takeScanner(nativeScanners, true, true)
+            : takeScanner(responseScanners, true);
+        }
       } else if (sse) {
-        if (!endOfStream) this.events = takeSseReader();
+        if (!endOfStream) this.events = takeSseReader(this.native);
+      } else if (type !== null && startsWithIgnoreCase(type, "application/x-ndjson")) {
+        this.streamed = true;
+        if (!endOfStream) this.startMessages(READER_NDJSON);
+      } else if (type !== null && startsWithIgnoreCase(type, "application/vnd.amazon.eventstream")) {
+        this.streamed = true;
+        if (!endOfStream) {
+          this.startMessages(READER_EVENT_STREAM);
+          if (this.api == API_BEDROCK_INVOKE_STREAM) (this.messages as EventStreamReader).chunks = true;
+        }
       } else {
         this.skipResponse("content-type " + (type !== null ? type : "-"));
       }
     }
     if (endOfStream) this.endResponse();
+  }
+
+  private startMessages(kind: u8): void {
+    this.messages = takeMessageReader(kind);
+    this.messagesKind = kind;
+  }
+
+  private emptyBody(): void {
+    this.responseParseFailed = true;
+    this.root.issue(ISSUE_PARSE_ERROR);
+    log(LogLevel.Info, "asm-llm-proxy: response body of " + this.path + " is empty; no tokens recorded");
+  }
+
+  /** Bedrock InvokeModel states what it bills in headers; only read on those paths. */
+  private readBedrockCounts(): void {
+    this.headerPrompt = parseCount(getHeader(HeaderMapType.ResponseHeaders, H_BEDROCK_INPUT_TOKENS));
+    this.headerCompletion = parseCount(getHeader(HeaderMapType.ResponseHeaders, H_BEDROCK_OUTPUT_TOKENS));
   }
 
   private skipResponse(why: string): void {
@@ -520,8 +717,8 @@ export class Stream {
       this.firstByteMs = this.elapsedMs();
       if (this.firstByteMs >= 0) setProperty(P_FIRST_TOKEN_MS, this.firstByteMs.toString());
     }
-    if (this.response !== null || this.events !== null) {
-      feedWindows(this.response, this.events, BufferType.HttpResponseBody, size);
+    if (this.response !== null || this.events !== null || this.messages !== null) {
+      feedWindows(this.response, this.events, BufferType.HttpResponseBody, size, this.messages);
     }
     if (endOfStream) this.endResponse();
   }
@@ -545,7 +742,9 @@ export class Stream {
   /** Publishes the call once: filter state and metrics. */
   private complete(): void {
     this.completed = true;
-    const usage = this.finishParsers();
+    const usage = this.adjust(this.finishParsers());
+    // A Responses API response polled again after it was counted: described, not counted again.
+    const repeated = this.countedBefore(usage);
     const durationMs = this.elapsedMs();
     if (usage !== null) this.publishUsage(usage);
     const status = this.statusOf(usage);
@@ -560,10 +759,13 @@ export class Stream {
     r.destination = this.destination();
     const model = this.model;
     r.model = model !== null ? model : UNKNOWN;
-    const responseModel = usage !== null ? usage.model : null;
+    // A response read whole that names no model (Bedrock Converse, Cohere) was answered by the
+    // request's.
+    let responseModel = usage !== null ? usage.model : null;
+    if (responseModel === null && usage !== null) responseModel = this.model;
     r.responseModel = responseModel !== null ? responseModel : UNKNOWN;
     r.headers = this.headers;
-    r.usage = usage;
+    r.usage = repeated ? null : usage;
     r.usageStatus = status;
     r.stream = this.streamed;
     r.firstTokenMs = this.firstByteMs;
@@ -572,12 +774,47 @@ export class Stream {
     r.usage = null;
   }
 
+  /** What an API's own rules make of the usage a body reported. */
+  private adjust(parsed: Usage | null): Usage | null {
+    let usage = parsed;
+    const api = this.api;
+    if (api == API_BEDROCK_INVOKE && (this.headerPrompt != NO_COUNT || this.headerCompletion != NO_COUNT)) {
+      // Bedrock's own counts are what it bills; the model's body usage may count differently.
+      if (usage === null) {
+        usage = bodyUsage;
+        usage.reset();
+      }
+      usage.prompt = this.headerPrompt;
+      usage.completion = this.headerCompletion;
+      usage.total = NO_COUNT;
+    }
+    if (usage === null) return null;
+    if (api == API_EMBEDDINGS) usage.totalAsPrompt();
+    // A Responses API response still queued or in progress has no usage yet.
+    if (usage.pending) usage.dropTokens();
+    return usage;
+  }
+
+  private countedBefore(usage: Usage | null): bool {
+    if (usage === null || !usage.hasTokens) return false;
+    if (this.api != API_RESPONSES && this.api != API_RESPONSES_GET) return false;
+    const id = usage.id;
+    if (id === null || !seenBefore(id)) return false;
+    if (logEnabled(LogLevel.Debug)) {
+      log(
+        LogLevel.Debug,
+        "asm-llm-proxy: response " + id + " was counted before; its tokens are not counted again",
+      );
+    }
+    return true;
+  }
+
   /** Ends the response parsers; returns what the response said, or null when it said nothing. */
   private finishParsers(): Usage | null {
     const scanner = this.response;
     if (scanner !== null) {
       this.response = null;
-      responseScanners.push(scanner);
+      returnScanner(scanner);
       if (scanner.finish()) {
         const usage = bodyUsage;
         usage.reset();
@@ -601,24 +838,36 @@ export class Stream {
     const events = this.events;
     if (events !== null) {
       this.events = null;
-      sseReaders.push(events);
+      returnSseReader(events);
       events.finish();
-      if (events.invalidEvents > 0) {
-        this.root.issue(ISSUE_PARSE_ERROR);
-        if (!events.usage.hasTokens) this.responseParseFailed = true;
-        log(
-          LogLevel.Info,
-          "asm-llm-proxy: " +
-            events.invalidEvents.toString() +
-            " event(s) of the stream of " +
-            this.path +
-            " could not be read; usage taken from the other " +
-            events.events.toString(),
-        );
-      }
-      return events.usage;
+      return this.streamUsage(events.usage, events.invalidEvents, events.events);
+    }
+    const messages = this.messages;
+    if (messages !== null) {
+      this.messages = null;
+      readerPool(this.messagesKind).push(messages);
+      messages.finish();
+      return this.streamUsage(messages.usage, messages.invalidEvents, messages.events);
     }
     return null;
+  }
+
+  /** The usage of a stream of events or messages, some of which may have been unreadable. */
+  private streamUsage(usage: Usage, invalid: i32, valid: i32): Usage {
+    if (invalid > 0) {
+      this.root.issue(ISSUE_PARSE_ERROR);
+      if (!usage.hasTokens) this.responseParseFailed = true;
+      log(
+        LogLevel.Info,
+        "asm-llm-proxy: " +
+          invalid.toString() +
+          " event(s) of the stream of " +
+          this.path +
+          " could not be read; usage taken from the other " +
+          valid.toString(),
+      );
+    }
+    return usage;
   }
 
   /** llmproxy_usage: how the usage of this call was, or was not, obtained. */
@@ -638,6 +887,9 @@ export class Stream {
         this.model = responseModel;
         setProperty(P_REQUEST_MODEL, responseModel);
       }
+    } else {
+      const model = this.model;
+      if (model !== null) setProperty(P_RESPONSE_MODEL, model);
     }
     if (usage.prompt != NO_COUNT) setProperty(P_PROMPT_TOKENS, usage.prompt.toString());
     if (usage.completion != NO_COUNT) setProperty(P_COMPLETION_TOKENS, usage.completion.toString());
@@ -645,6 +897,7 @@ export class Stream {
     if (total != NO_COUNT) setProperty(P_TOTAL_TOKENS, total.toString());
     if (usage.cached != NO_COUNT) setProperty(P_CACHED_TOKENS, usage.cached.toString());
     if (usage.reasoning != NO_COUNT) setProperty(P_REASONING_TOKENS, usage.reasoning.toString());
+    if (usage.cacheWrite != NO_COUNT) setProperty(P_CACHE_WRITE_TOKENS, usage.cacheWrite.toString());
   }
 
   /** Milliseconds since the request headers, or -1 when the clock did not answer. */
@@ -675,12 +928,15 @@ export class Stream {
     const req = this.request;
     if (req !== null) requestScanners.push(req);
     const res = this.response;
-    if (res !== null) responseScanners.push(res);
+    if (res !== null) returnScanner(res);
     const events = this.events;
-    if (events !== null) sseReaders.push(events);
+    if (events !== null) returnSseReader(events);
+    const messages = this.messages;
+    if (messages !== null) readerPool(this.messagesKind).push(messages);
     this.request = null;
     this.response = null;
     this.events = null;
+    this.messages = null;
   }
 }
 

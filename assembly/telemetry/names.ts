@@ -13,6 +13,8 @@ export const KEY_COMPLETION_TOKENS = "asm.llmproxy.request_completion_tokens";
 export const KEY_TOTAL_TOKENS = "asm.llmproxy.request_total_tokens";
 export const KEY_CACHED_TOKENS = "asm.llmproxy.request_cached_tokens";
 export const KEY_REASONING_TOKENS = "asm.llmproxy.request_reasoning_tokens";
+/** Prompt tokens written to the provider's cache (billed at a premium by Anthropic and Bedrock). */
+export const KEY_CACHE_WRITE_TOKENS = "asm.llmproxy.request_cache_write_tokens";
 export const KEY_RESPONSE_MODEL = "asm.llmproxy.response_model";
 export const KEY_REQUEST_STREAM = "asm.llmproxy.request_stream";
 /** How the usage of the call was obtained: one of the USAGE_* values below. */
@@ -27,6 +29,7 @@ export const METRIC_PROMPT_TOKENS = "asm_llm_proxy_prompt_tokens";
 export const METRIC_COMPLETION_TOKENS = "asm_llm_proxy_completion_tokens";
 export const METRIC_CACHED_TOKENS = "asm_llm_proxy_cached_tokens";
 export const METRIC_REASONING_TOKENS = "asm_llm_proxy_reasoning_tokens";
+export const METRIC_CACHE_WRITE_TOKENS = "asm_llm_proxy_cache_write_tokens";
 /** One count per matched LLM call, whatever became of it. */
 export const METRIC_REQUESTS = "asm_llm_proxy_requests";
 /** Histograms, in milliseconds, with Envoy's default buckets. */

@@ -148,6 +148,11 @@ const FIELDS: Record<string, string[]> = {
   ],
   total: ["usage.total_tokens"],
 };
+/** Read at the top level only, after every prefixed path above (the plugin's order). */
+const TOP_LEVEL_ONLY: Record<string, string[]> = {
+  cached: ["usage.num_cached_tokens", "usage.cached_tokens"],
+  reasoning: ["usage.output_tokens_details.thinking_tokens"],
+};
 
 /** What one valid document reports, in the plugin's order of preference. */
 export function reportOf(doc: Raw): Recorded {
@@ -167,6 +172,11 @@ export function reportOf(doc: Raw): Recorded {
         break;
       }
     }
+    if (out[field as keyof Recorded] !== undefined) continue;
+    const found = (TOP_LEVEL_ONLY[field] ?? [])
+      .map((path) => count(at(doc, path)))
+      .find((v) => v !== undefined);
+    if (found !== undefined) out[field as keyof Recorded] = found;
   }
   return out;
 }

@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: Apache-2.0
+// What the per-message readers of streamed bodies share (newline-delimited JSON, a JSON array
+// read element by element, Amazon's binary event stream): each message's JSON is fed straight
+// into one JsonScanner as its bytes pass and merged into one Usage when the message is complete.
+// Pure: no host imports.
+
+import { JsonScanner } from "./json";
+import { Usage } from "./usage";
+
+export class MessageReader {
+  readonly scanner: JsonScanner;
+  readonly usage: Usage;
+  /** Messages whose JSON was valid. */
+  events: i32 = 0;
+  /** Messages that could not be read (not JSON, a bad checksum, cut short), or a broken framing. */
+  invalidEvents: i32 = 0;
+
+  constructor(scanner: JsonScanner, usage: Usage) {
+    this.scanner = scanner;
+    this.usage = usage;
+  }
+
+  reset(): void {
+    this.scanner.reset();
+    this.usage.reset();
+    this.events = 0;
+    this.invalidEvents = 0;
+  }
+
+  feed(ptr: usize, len: usize): void {}
+
+  /** The body ended: a message still open is counted as unreadable, or read if it is complete. */
+  finish(): void {}
+
+  /** Ends one message; its values count only when `ok` and its JSON is one complete document. */
+  protected dispatch(ok: bool): void {
+    const s = this.scanner;
+    if (ok && s.finish()) {
+      this.events++;
+      this.usage.add(s);
+    } else {
+      this.invalidEvents++;
+    }
+    s.reset();
+  }
+}
