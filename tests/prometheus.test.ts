@@ -19,7 +19,7 @@ import type { AddressInfo } from "node:net";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { ProxyWasmHost, type HttpStream } from "./host/host.ts";
 import { loadStatsTags, renderPrometheus, HISTOGRAM_BUCKETS } from "./host/telemetry.ts";
-import { CASES } from "./fixtures/providers.ts";
+import { CASES, API_CASES } from "./fixtures/providers.ts";
 import {
   WASM,
   ROOT,
@@ -131,7 +131,8 @@ interface Call {
   status?: number;
   contentType?: string;
   encoding?: string;
-  body: string;
+  responseHeaders?: Record<string, string>;
+  body: string | Uint8Array;
   /** The response is reset halfway through its body. */
   abort?: boolean;
   method?: string;
@@ -245,8 +246,8 @@ class Scenario {
       "content-type": c.contentType ?? "application/json",
     };
     if (c.encoding) headers["content-encoding"] = c.encoding;
-    s.sendResponseHeaders(headers);
-    const body = new TextEncoder().encode(c.body);
+    s.sendResponseHeaders({ ...headers, ...c.responseHeaders });
+    const body = typeof c.body === "string" ? new TextEncoder().encode(c.body) : c.body;
     if (c.abort) {
       s.sendResponseBody(body.subarray(0, body.length >> 1), false);
     } else {
@@ -265,11 +266,16 @@ class Scenario {
       this.istio.record(s, "dashscope.aliyuncs.com", 200, 1);
     }
     for (const c of CASES) this.call(c);
+    // Every other API in its own wire format (Gemini, Bedrock, Cohere, Ollama, Responses by id).
+    for (const c of API_CASES) this.call(c);
     const turbo = { ...DASHSCOPE, request: chat("qwen-turbo") };
     // Failed: an error status, a body that is not JSON, a compressed body.
     this.call({ ...turbo, status: 500, body: '{"error":{"message":"overloaded"}}' });
-    this.call({ ...turbo, body: '{"model":"qwen-turbo","usage":{"prompt_tokens":5,' });
-    this.call({ ...turbo, encoding: "gzip", body: "\x1f\x8b\x08\x00binary" });
+    // Three of each, so that unreadable usage stays above LLMUsageNotRecorded's 5 % of all calls.
+    for (let i = 0; i < 3; i++) {
+      this.call({ ...turbo, body: '{"model":"qwen-turbo","usage":{"prompt_tokens":5,' });
+      this.call({ ...turbo, encoding: "gzip", body: "\x1f\x8b\x08\x00binary" });
+    }
     // Aborted: a stream reset halfway.
     const stream = CASES.find((c) => c.contentType.startsWith("text/event-stream"))!;
     this.call({ ...stream, abort: true });
