@@ -10,6 +10,7 @@ import { loadStatsTags, renderPrometheus, renderJsonAccessLog } from "./host/tel
 import { startMockUpstream, completionBody, completionEvents } from "./mock-upstream.ts";
 import {
   WASM,
+  ALL_FILTER_STATE,
   BOOTSTRAP_CONFIGMAP,
   NODE_METADATA,
   CLUSTER,
@@ -23,7 +24,10 @@ import {
 test("seed over loopback HTTP: access-log fields, Prometheus lines, bodies untouched", async () => {
   const upstream = await startMockUpstream();
   try {
-    const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA });
+    const host = await ProxyWasmHost.load(WASM, {
+      nodeMetadata: NODE_METADATA,
+      pluginConfig: ALL_FILTER_STATE,
+    });
     const logs = [];
     for (const call of CALLS) {
       const { [":method"]: method, [":path"]: path, [":authority"]: authority, ...headers } = call.headers;
@@ -59,7 +63,10 @@ test("seed over loopback HTTP: access-log fields, Prometheus lines, bodies untou
 test("a streamed call over loopback HTTP: usage from the last event, every chunk passed on", async () => {
   const upstream = await startMockUpstream();
   try {
-    const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA });
+    const host = await ProxyWasmHost.load(WASM, {
+      nodeMetadata: NODE_METADATA,
+      pluginConfig: ALL_FILTER_STATE,
+    });
     const body = JSON.stringify({
       model: "qwen-turbo",
       stream: true,

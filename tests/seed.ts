@@ -8,8 +8,18 @@ import type { HttpStream, ProxyWasmHost } from "./host/host.ts";
 import { completionBody } from "./mock-upstream.ts";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
-export const WASM = ROOT + "build/asm-llm-proxy.wasm";
+/**
+ * The module under test: ASM_LLM_PROXY_WASM (a path), else the release build. `npm test` runs
+ * the host tests once with the SIMD build and once with the build without SIMD.
+ */
+export const WASM = process.env.ASM_LLM_PROXY_WASM ?? ROOT + "build/asm-llm-proxy.wasm";
 export const BOOTSTRAP_CONFIGMAP = ROOT + "deploy/istio/asm-llm-proxy-bootstrap-config.yaml";
+
+/**
+ * The configuration that publishes every filter-state key (`filter_state`), for tests that
+ * assert keys beyond the seed's three.
+ */
+export const ALL_FILTER_STATE = { filter_state: ["all"] };
 
 export const NODE_METADATA = { WORKLOAD_NAME: "sleep", NAMESPACE: "default" };
 export const CLUSTER = "outbound|80||dashscope.aliyuncs.com";

@@ -27,6 +27,7 @@ import {
   OPT_MAX_SERIES,
   OPT_RESPONSE_MODEL_DIMENSION,
   OPT_HEADER_DIMENSIONS,
+  OPT_FILTER_STATE,
   DEFAULT_PATHS,
   DEFAULT_INJECT_STREAM_USAGE,
   DEFAULT_STRIP_ACCEPT_ENCODING,
@@ -34,7 +35,7 @@ import {
   DEFAULT_RESPONSE_MODEL_DIMENSION,
   DEFAULT_HEADER_DIMENSIONS,
 } from "./options";
-import { headerDimension, asciiLower, KEY_HEADER_PREFIX } from "../telemetry/names";
+import { headerDimension, asciiLower, stateBits, KEY_HEADER_PREFIX, STATE_NAMES } from "../telemetry/names";
 
 export { DEFAULT_PATHS };
 
@@ -65,6 +66,8 @@ export class Config {
   /** The same, encoded once for the host calls of every request. */
   headerKeys: ArrayBuffer[] = [];
   headerProperties: ArrayBuffer[] = [];
+  /** Filter-state keys published beyond the seed's three: STATE_* bits (telemetry/names.ts). */
+  filterState: u32 = 0;
 
   /** Whether a request path (which may carry a query string) names an LLM API. */
   matchesPath(path: string): bool {
@@ -93,6 +96,18 @@ export class Config {
         this.headerNames = names;
         this.headerKeys = headers.map<ArrayBuffer>((h) => String.UTF8.encode(h));
         this.headerProperties = names.map<ArrayBuffer>((n) => String.UTF8.encode(KEY_HEADER_PREFIX + n));
+        break;
+      }
+      case OPT_FILTER_STATE: {
+        const names = strings(value);
+        let bits: u32 = 0;
+        for (let i = 0; i < names.length; i++) {
+          const b = stateBits(names[i]);
+          if (b < 0)
+            return "names an unknown key '" + names[i] + "' (known: all, " + STATE_NAMES.join(", ") + ")";
+          bits |= <u32>b;
+        }
+        this.filterState = bits;
         break;
       }
       case OPT_RESPONSE_MODEL_DIMENSION:

@@ -46,20 +46,46 @@ export function getProperty(path: ArrayBuffer): string | null {
   return takeString(proxy_get_property(changetype<usize>(path), path.byteLength, OUT_PTR, OUT_SIZE));
 }
 
+/** Scratch space for values handed to the host, so that short ones need no allocation. */
+const SCRATCH_SIZE: i32 = 1024;
+const SCRATCH: usize = memory.data(SCRATCH_SIZE, 8);
+
 /**
  * Sets a property of the current stream. Envoy stores it in filter state under "wasm." + path,
  * byte for byte, so the path is one dotted string (see ../../../shared/envoy-contract.md §1).
+ * The value is encoded into scratch space (UTF-8 needs at most 3 bytes per UTF-16 unit), so a
+ * model name or a count costs no allocation.
  */
 export function setProperty(path: ArrayBuffer, value: string): bool {
+  const units = value.length;
+  if (units * 3 <= SCRATCH_SIZE) {
+    const n = String.UTF8.encodeUnsafe(changetype<usize>(value), units, SCRATCH);
+    return setPropertyBytes(path, SCRATCH, n);
+  }
   const bytes = String.UTF8.encode(value);
-  return (
-    proxy_set_property(
-      changetype<usize>(path),
-      path.byteLength,
-      changetype<usize>(bytes),
-      bytes.byteLength,
-    ) == WasmResult.Ok
-  );
+  return setPropertyBytes(path, changetype<usize>(bytes), <usize>bytes.byteLength);
+}
+
+/** Sets a property to `size` bytes at `ptr`. */
+export function setPropertyBytes(path: ArrayBuffer, ptr: usize, size: usize): bool {
+  return proxy_set_property(changetype<usize>(path), path.byteLength, ptr, size) == WasmResult.Ok;
+}
+
+/** Sets a property to the decimal digits of a non-negative count, without allocating. */
+export function setPropertyCount(path: ArrayBuffer, value: i64): bool {
+  if (value < 0) return setProperty(path, value.toString());
+  let n: usize = 0;
+  let v = <u64>value;
+  do {
+    n++;
+    v /= 10;
+  } while (v != 0);
+  v = <u64>value;
+  for (let i = n; i > 0; i--) {
+    store<u8>(SCRATCH + i - 1, <u8>(0x30 + (v % 10)));
+    v /= 10;
+  }
+  return setPropertyBytes(path, SCRATCH, n);
 }
 
 /** A header of the given map, or null. Only readable during that map's headers callback. */

@@ -29,6 +29,15 @@ import {
   USAGE_ABORTED,
   USAGE_ERROR,
   UNKNOWN,
+  STATE_TOTAL_TOKENS,
+  STATE_CACHED_TOKENS,
+  STATE_REASONING_TOKENS,
+  STATE_RESPONSE_MODEL,
+  STATE_REQUEST_STREAM,
+  STATE_USAGE,
+  STATE_FIRST_TOKEN_MS,
+  STATE_DURATION_MS,
+  STATE_MS_PER_OUTPUT_TOKEN,
   ISSUE_ENCODED_BODY,
   ISSUE_PARSE_ERROR,
   serviceFromCluster,
@@ -39,6 +48,7 @@ import {
   getHeader,
   removeHeader,
   setProperty,
+  setPropertyCount,
   readBuffer,
   replaceBuffer,
   bufferLength,
@@ -129,6 +139,9 @@ function feedWindows(scanner: JsonScanner | null, events: SseReader | null, type
 const bodyUsage = new Usage();
 /** Likewise the record handed to Root.record. */
 const callRecord = new CallRecord();
+
+/** Opt-in keys that need the time of the first response byte of a call that is not streamed. */
+const FIRST_BYTE_STATE: u32 = STATE_FIRST_TOKEN_MS | STATE_MS_PER_OUTPUT_TOKEN;
 
 const ERROR_NAMES: string[] = ["none", "syntax error", "nesting too deep", "truncated"];
 
@@ -261,7 +274,8 @@ export class Stream {
     }
     const stream = scanner.has(REQUEST_STREAM) && scanner.bool(REQUEST_STREAM);
     if (stream) this.streamed = true;
-    setProperty(P_REQUEST_STREAM, stream ? "true" : "false");
+    if (this.root.config.filterState & STATE_REQUEST_STREAM)
+      setProperty(P_REQUEST_STREAM, stream ? "true" : "false");
   }
 
   /**
@@ -327,10 +341,14 @@ export class Stream {
 
   onResponseBody(size: usize, endOfStream: bool): void {
     if (!this.llm || this.completed) return;
-    if (this.firstByteMs < 0 && size > 0) {
-      // Time to the first byte of the body: for a stream, the first token.
+    const published = this.root.config.filterState;
+    if (this.firstByteMs < 0 && size > 0 && (this.streamed || published & FIRST_BYTE_STATE)) {
+      // Time to the first byte of the body: for a stream, the first token. Only a stream's
+      // histogram and two opt-in keys use it, so a call that is not streamed reads no clock here.
       this.firstByteMs = this.elapsedMs();
-      if (this.firstByteMs >= 0) setProperty(P_FIRST_TOKEN_MS, this.firstByteMs.toString());
+      if (this.firstByteMs >= 0 && published & STATE_FIRST_TOKEN_MS) {
+        setPropertyCount(P_FIRST_TOKEN_MS, this.firstByteMs);
+      }
     }
     if (this.response !== null || this.events !== null) {
       feedWindows(this.response, this.events, BufferType.HttpResponseBody, size);
@@ -359,12 +377,21 @@ export class Stream {
     this.completed = true;
     const usage = this.finishParsers();
     const durationMs = this.elapsedMs();
-    if (usage !== null) this.publishUsage(usage);
+    // Decoded once: the filter state and the metrics' dimension both need it.
+    const responseModel = usage !== null ? usage.model : null;
+    const published = this.root.config.filterState;
+    if (usage !== null) this.publishUsage(usage, responseModel, published);
     const status = this.statusOf(usage);
-    setProperty(P_USAGE, status);
+    if (published & STATE_USAGE) setProperty(P_USAGE, status);
     if (durationMs >= 0) {
-      setProperty(P_DURATION_MS, durationMs.toString());
-      if (usage !== null && usage.completion > 0 && this.firstByteMs >= 0 && durationMs >= this.firstByteMs) {
+      if (published & STATE_DURATION_MS) setPropertyCount(P_DURATION_MS, durationMs);
+      if (
+        published & STATE_MS_PER_OUTPUT_TOKEN &&
+        usage !== null &&
+        usage.completion > 0 &&
+        this.firstByteMs >= 0 &&
+        durationMs >= this.firstByteMs
+      ) {
         setProperty(P_MS_PER_OUTPUT_TOKEN, perToken(durationMs - this.firstByteMs, usage.completion));
       }
     }
@@ -372,7 +399,6 @@ export class Stream {
     r.destination = this.destination();
     const model = this.model;
     r.model = model !== null ? model : UNKNOWN;
-    const responseModel = usage !== null ? usage.model : null;
     r.responseModel = responseModel !== null ? responseModel : UNKNOWN;
     r.headers = this.headers;
     r.usage = usage;
@@ -442,21 +468,27 @@ export class Stream {
     return USAGE_MISSING;
   }
 
-  private publishUsage(usage: Usage): void {
-    const responseModel = usage.model;
+  private publishUsage(usage: Usage, responseModel: string | null, published: u32): void {
     if (responseModel !== null) {
-      setProperty(P_RESPONSE_MODEL, responseModel);
+      if (published & STATE_RESPONSE_MODEL) setProperty(P_RESPONSE_MODEL, responseModel);
       if (!this.modelFromRequest) {
         this.model = responseModel;
         setProperty(P_REQUEST_MODEL, responseModel);
       }
     }
-    if (usage.prompt != NO_COUNT) setProperty(P_PROMPT_TOKENS, usage.prompt.toString());
-    if (usage.completion != NO_COUNT) setProperty(P_COMPLETION_TOKENS, usage.completion.toString());
-    const total = usage.totalTokens;
-    if (total != NO_COUNT) setProperty(P_TOTAL_TOKENS, total.toString());
-    if (usage.cached != NO_COUNT) setProperty(P_CACHED_TOKENS, usage.cached.toString());
-    if (usage.reasoning != NO_COUNT) setProperty(P_REASONING_TOKENS, usage.reasoning.toString());
+    if (usage.prompt != NO_COUNT) setPropertyCount(P_PROMPT_TOKENS, usage.prompt);
+    if (usage.completion != NO_COUNT) setPropertyCount(P_COMPLETION_TOKENS, usage.completion);
+    // The other keys only when configured (`filter_state`): each is a host call and a
+    // filter-state object in Envoy on every call.
+    if (published & STATE_TOTAL_TOKENS) {
+      const total = usage.totalTokens;
+      if (total != NO_COUNT) setPropertyCount(P_TOTAL_TOKENS, total);
+    }
+    if (published & STATE_CACHED_TOKENS && usage.cached != NO_COUNT)
+      setPropertyCount(P_CACHED_TOKENS, usage.cached);
+    if (published & STATE_REASONING_TOKENS && usage.reasoning != NO_COUNT) {
+      setPropertyCount(P_REASONING_TOKENS, usage.reasoning);
+    }
   }
 
   /** Milliseconds since the request headers, or -1 when the clock did not answer. */
