@@ -4,7 +4,7 @@
 // a root id without a factory (Istio's root id is WasmPlugin.pluginName, often empty) or an empty
 // configuration.
 
-import { Root } from "./root";
+import { Root, definedSinceCollect, collected } from "./root";
 import { Stream } from "./stream";
 import { readBuffer, bufferLength, release, BufferType, CONTINUE } from "../host/host";
 
@@ -92,6 +92,8 @@ export function proxy_on_done(contextId: u32): u32 {
  * many streams left, at a fraction of the cost of collecting after each.
  */
 const COLLECT_EVERY: i32 = 32;
+/** Also collect once this many metrics were defined (new series leave their names behind). */
+const COLLECT_AFTER_DEFINED: i32 = 8;
 let deletedSinceCollect: i32 = 0;
 
 export function proxy_on_delete(contextId: u32): void {
@@ -101,8 +103,9 @@ export function proxy_on_delete(contextId: u32): void {
   } else if (roots.has(contextId)) {
     roots.delete(contextId);
   }
-  if (++deletedSinceCollect >= COLLECT_EVERY) {
+  if (++deletedSinceCollect >= COLLECT_EVERY || definedSinceCollect >= COLLECT_AFTER_DEFINED) {
     deletedSinceCollect = 0;
+    collected();
     __collect();
   }
 }

@@ -140,6 +140,8 @@ const bodyUsage = new Usage();
 /** Likewise the record handed to Root.record. */
 const callRecord = new CallRecord();
 
+const NO_HEADERS: string[] = [];
+
 /** Opt-in keys that need the time of the first response byte of a call that is not streamed. */
 const FIRST_BYTE_STATE: u32 = STATE_FIRST_TOKEN_MS | STATE_MS_PER_OUTPUT_TOKEN;
 
@@ -155,8 +157,8 @@ export class Stream {
   llm: bool = false;
   authority: string = "";
   path: string = "";
-  /** Values of the configured header dimensions. */
-  headers: string[] = [];
+  /** Values of the configured header dimensions (none: a shared empty array, no allocation). */
+  headers: string[] = NO_HEADERS;
   request: JsonScanner | null = null;
   /** The response body is one JSON document. */
   response: JsonScanner | null = null;

@@ -52,6 +52,16 @@ export const USAGE_ENCODED = "encoded";
 export const USAGE_PARSE_ERROR = "parse_error";
 export const USAGE_ABORTED = "aborted";
 export const USAGE_ERROR = "error";
+/** Every value of llmproxy_usage, in the order of the plugin's metric slots. */
+export const USAGE_STATUSES: string[] = [
+  USAGE_PRESENT,
+  USAGE_MISSING,
+  USAGE_INJECTED,
+  USAGE_ENCODED,
+  USAGE_PARSE_ERROR,
+  USAGE_ABORTED,
+  USAGE_ERROR,
+];
 
 /** Dimension names a configured header may not take. */
 const RESERVED_DIMENSIONS: string[] = [
@@ -146,24 +156,25 @@ export function tagValue(value: string): string {
  * Each value must already have passed through tagValue.
  */
 export function tagSuffix(workload: string, namespace: string, destination: string, model: string): string {
-  return (
-    "|" +
-    TAG_SOURCE_WORKLOAD +
-    "=" +
-    workload +
-    "|" +
-    TAG_SOURCE_NAMESPACE +
-    "=" +
-    namespace +
-    "|" +
-    TAG_DESTINATION_SERVICE +
-    "=" +
-    destination +
-    "|" +
-    TAG_MODEL +
-    "=" +
-    model
-  );
+  // One join rather than a chain of concatenations: a single allocation of the result.
+  return [
+    "|",
+    TAG_SOURCE_WORKLOAD,
+    "=",
+    workload,
+    "|",
+    TAG_SOURCE_NAMESPACE,
+    "=",
+    namespace,
+    "|",
+    TAG_DESTINATION_SERVICE,
+    "=",
+    destination,
+    "|",
+    TAG_MODEL,
+    "=",
+    model,
+  ].join("");
 }
 
 /**
