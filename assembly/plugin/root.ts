@@ -38,22 +38,39 @@ import {
   LogLevel,
 } from "../host/host";
 
-// Metric slots of a series (telemetry/series.ts): the token counters and latency histograms,
-// then asm_llm_proxy_requests for each (usage status, stream) pair.
+// Metric slots of a series (telemetry/series.ts). The first FIXED_SLOTS (8) are what most calls
+// use and are kept per series; the rest (rarer statuses, cached and reasoning tokens) are kept
+// only once used.
 const SLOT_PROMPT: i32 = 0;
 const SLOT_COMPLETION: i32 = 1;
-const SLOT_CACHED: i32 = 2;
-const SLOT_REASONING: i32 = 3;
-const SLOT_FIRST_TOKEN_MS: i32 = 4;
-const SLOT_DURATION_MS: i32 = 5;
-const SLOT_REQUESTS: i32 = 6; // + 2 * usage status + stream: 14 slots, SERIES_SLOTS in all
+const SLOT_DURATION_MS: i32 = 2;
+const SLOT_FIRST_TOKEN_MS: i32 = 3;
+/** asm_llm_proxy_requests: + 2 * usage status (USAGE_STATUSES) + stream, 14 slots. */
+const SLOT_REQUESTS: i32 = 4;
+const SLOT_CACHED: i32 = 18;
+const SLOT_REASONING: i32 = 19;
+/** Metric names of the slots other than SLOT_REQUESTS's, by slot ("" for those). */
 const SLOT_METRICS: string[] = [
   METRIC_PROMPT_TOKENS,
   METRIC_COMPLETION_TOKENS,
+  METRIC_DURATION_MS,
+  METRIC_FIRST_TOKEN_MS,
+  "",
+  "",
+  "",
+  "",
+  "",
+  "",
+  "",
+  "",
+  "",
+  "",
+  "",
+  "",
+  "",
+  "",
   METRIC_CACHED_TOKENS,
   METRIC_REASONING_TOKENS,
-  METRIC_FIRST_TOKEN_MS,
-  METRIC_DURATION_MS,
 ];
 
 /**
@@ -245,7 +262,7 @@ export class Root {
     if (known >= 0) return known;
     const histogram = slot == SLOT_FIRST_TOKEN_MS || slot == SLOT_DURATION_MS;
     let name = this.suffix(r, series == this.foldedSeries);
-    if (slot >= SLOT_REQUESTS) {
+    if (slot >= SLOT_REQUESTS && slot < SLOT_CACHED) {
       const status = (slot - SLOT_REQUESTS) >> 1;
       const stream = (slot - SLOT_REQUESTS) & 1 ? "true" : "false";
       name =

@@ -2,14 +2,17 @@
 // The metric ids of each series (one set of dimension values), found from the values alone, so
 // that a call repeating a series builds no stat name and allocates nothing. A series is keyed by
 // its tag values (after tagValue) encoded as UTF-8, each preceded by its length; keys live in
-// one byte arena and ids in fixed-size blocks, so the table costs about 130 bytes per series
-// and never holds a stat name. Pure: no host imports.
+// one byte arena, the ids every series uses in fixed-size blocks and the rarer ones in a shared
+// hash table, so the table costs well under 200 bytes per series and never holds a stat name.
+// Pure: no host imports.
 
 /** Ids per series: the metric slots of a call (see SLOT_* in plugin/root.ts). */
 export const SERIES_SLOTS: i32 = 20;
+/** Slots below this are kept in blocks, one id per series each; the others in `sparse`. */
+export const FIXED_SLOTS: i32 = 8;
 /** Series per block of ids. */
 const BLOCK: i32 = 32;
-const BLOCK_BYTES: usize = <usize>(BLOCK * SERIES_SLOTS) * 4;
+const BLOCK_BYTES: usize = <usize>(BLOCK * FIXED_SLOTS) * 4;
 const ARENA_CHUNK: usize = 2048;
 const KEY_START: usize = 512;
 
@@ -30,6 +33,9 @@ export class SeriesTable {
   private blocks: Array<usize> = [];
   /** Open addressing: series index + 1, 0 for an empty slot. */
   private slots: StaticArray<i32> = new StaticArray<i32>(64);
+  /** Ids of slots from FIXED_SLOTS on, by (series * SERIES_SLOTS + slot + 1) << 32 | id. */
+  private sparse: StaticArray<u64> = new StaticArray<u64>(64);
+  private sparseCount: i32 = 0;
 
   constructor() {
     // Room for the first series, taken with the VM rather than on its first call.
@@ -53,6 +59,8 @@ export class SeriesTable {
     // Blocks are kept for the next series.
     for (let i = 0; i < this.blocks.length; i++) memory.fill(unchecked(this.blocks[i]), 0xff, BLOCK_BYTES);
     this.slots = new StaticArray<i32>(64);
+    this.sparse = new StaticArray<u64>(64);
+    this.sparseCount = 0;
   }
 
   /** Starts a key. */
@@ -117,18 +125,48 @@ export class SeriesTable {
 
   /** The id in a slot of a series, or -1. */
   id(series: i32, slot: i32): i64 {
-    return <i64>load<i32>(this.idAt(series, slot));
+    if (slot < FIXED_SLOTS) return <i64>load<i32>(this.idAt(series, slot));
+    const key = <u32>(series * SERIES_SLOTS + slot + 1);
+    const mask = this.sparse.length - 1;
+    let i = (<i32>(key * 0x9e3779b1)) & mask;
+    while (true) {
+      const e = unchecked(this.sparse[i]);
+      if (e == 0) return -1;
+      if (<u32>(e >>> 32) == key) return <i64>(<u32>e);
+      i = (i + 1) & mask;
+    }
   }
 
   setId(series: i32, slot: i32, id: u32): void {
-    store<i32>(this.idAt(series, slot), <i32>id);
+    if (slot < FIXED_SLOTS) {
+      store<i32>(this.idAt(series, slot), <i32>id);
+      return;
+    }
+    if ((this.sparseCount + 1) * 2 > this.sparse.length) {
+      const old = this.sparse;
+      this.sparse = new StaticArray<u64>(old.length * 2);
+      for (let i = 0, n = old.length; i < n; i++) {
+        const e = unchecked(old[i]);
+        if (e != 0) this.putSparse(e);
+      }
+    }
+    this.putSparse(((<u64>(series * SERIES_SLOTS + slot + 1)) << 32) | (<u64>id));
+    this.sparseCount++;
+  }
+
+  /** Inserts an entry whose key is not in the table yet. */
+  private putSparse(e: u64): void {
+    const mask = this.sparse.length - 1;
+    let i = (<i32>(<u32>(e >>> 32) * 0x9e3779b1)) & mask;
+    while (unchecked(this.sparse[i]) != 0) i = (i + 1) & mask;
+    unchecked((this.sparse[i] = e));
   }
 
   // @ts-ignore: decorator
   @inline
   private idAt(series: i32, slot: i32): usize {
     const block = unchecked(this.blocks[series / BLOCK]);
-    return block + ((<usize>((series % BLOCK) * SERIES_SLOTS + slot)) << 2);
+    return block + ((<usize>((series % BLOCK) * FIXED_SLOTS + slot)) << 2);
   }
 
   private place(s: i32): void {
