@@ -19,7 +19,7 @@ import { gzipSync } from "node:zlib";
 import { cpus, platform, release, loadavg } from "node:os";
 import asc from "assemblyscript/asc";
 import { ProxyWasmHost } from "../tests/host/host.ts";
-import { ROOT, NODE_METADATA, CALLS, REQUEST_BODY, CLUSTER, PATH } from "../tests/seed.ts";
+import { ROOT, NODE_METADATA, CALLS, REQUEST_BODY, CLUSTER } from "../tests/seed.ts";
 import { completionBody } from "../tests/mock-upstream.ts";
 import { LeanHost, Call, type Exchange } from "./lean-host.ts";
 import { countingModule } from "./instrument.ts";
@@ -295,7 +295,9 @@ async function main(): Promise<void> {
     nosimd: hasNoSimd ? await WebAssembly.compile(readFileSync(PLUGIN_NOSIMD)) : null,
     floor: await WebAssembly.compile(readFileSync(floorPath)),
     buffering: await WebAssembly.compile(readFileSync(altPath)),
-    counting: await WebAssembly.compile(countingModule(readFileSync(PLUGIN_DEBUG))),
+    counting: await WebAssembly.compile(
+      countingModule(readFileSync(PLUGIN_DEBUG)) as Uint8Array<ArrayBuffer>,
+    ),
   };
   const machine = {
     cpu: cpus()[0]?.model,

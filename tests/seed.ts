@@ -4,6 +4,7 @@
 // mesh routes the second call (user-type: subscriber) to qwen-turbo.
 
 import { fileURLToPath } from "node:url";
+import { resolve } from "node:path";
 import type { HttpStream, ProxyWasmHost } from "./host/host.ts";
 import { completionBody } from "./mock-upstream.ts";
 
@@ -12,7 +13,9 @@ export const ROOT = fileURLToPath(new URL("..", import.meta.url));
  * The module under test: ASM_LLM_PROXY_WASM (a path), else the release build. `npm test` runs
  * the host tests once with the SIMD build and once with the build without SIMD.
  */
-export const WASM = process.env.ASM_LLM_PROXY_WASM ?? ROOT + "build/asm-llm-proxy.wasm";
+export const WASM = process.env.ASM_LLM_PROXY_WASM
+  ? resolve(ROOT, process.env.ASM_LLM_PROXY_WASM)
+  : ROOT + "build/asm-llm-proxy.wasm";
 export const BOOTSTRAP_CONFIGMAP = ROOT + "deploy/istio/asm-llm-proxy-bootstrap-config.yaml";
 
 /**

@@ -131,6 +131,8 @@ export class JsonScanner {
   utf8Low: u32 = 0x80;
   utf8High: u32 = 0xbf;
   key: StaticArray<u8> = new StaticArray<u8>(MAX_KEY_BYTES);
+  /** A key found whole in the current chunk: its address there (read before the chunk ends). */
+  directKey: usize = 0;
 
   // Number state.
   numberState: u8 = N_MINUS;
@@ -541,12 +543,76 @@ export class JsonScanner {
 
   // ---- strings ------------------------------------------------------------------------------
 
+  /**
+   * Where the run of plain ASCII bytes starting at p ends, 16 bytes at a time where the build has
+   * SIMD (the caller finishes the last few bytes, and checks the byte found, one by one).
+   */
+  // @ts-ignore: decorator
+  @inline
+  private static plainRun(p: usize, end: usize): usize {
+    if (ASC_FEATURE_SIMD) {
+      // A byte is special when it is '"' or '\\', or outside 0x20..0x7e: (b - 0x20) > 0x5e unsigned.
+      const quote = i8x16.splat(0x22);
+      const backslash = i8x16.splat(0x5c);
+      const low = i8x16.splat(0x20);
+      const range = i8x16.splat(0x5e);
+      if (p + 16 <= end) {
+        // Most strings are short: one test first.
+        const v = v128.load(p);
+        const special = v128.or(
+          v128.or(i8x16.eq(v, quote), i8x16.eq(v, backslash)),
+          i8x16.gt_u(i8x16.sub(v, low), range),
+        );
+        const mask = i8x16.bitmask(special);
+        if (mask != 0) return p + <usize>ctz(mask);
+        p += 16;
+      }
+      // Long strings (a completion's content): 64 bytes per test.
+      while (p + 64 <= end) {
+        const a = v128.load(p);
+        const b = v128.load(p, 16);
+        const c = v128.load(p, 32);
+        const d = v128.load(p, 48);
+        const sa = v128.or(
+          v128.or(i8x16.eq(a, quote), i8x16.eq(a, backslash)),
+          i8x16.gt_u(i8x16.sub(a, low), range),
+        );
+        const sb = v128.or(
+          v128.or(i8x16.eq(b, quote), i8x16.eq(b, backslash)),
+          i8x16.gt_u(i8x16.sub(b, low), range),
+        );
+        const sc = v128.or(
+          v128.or(i8x16.eq(c, quote), i8x16.eq(c, backslash)),
+          i8x16.gt_u(i8x16.sub(c, low), range),
+        );
+        const sd = v128.or(
+          v128.or(i8x16.eq(d, quote), i8x16.eq(d, backslash)),
+          i8x16.gt_u(i8x16.sub(d, low), range),
+        );
+        if (v128.any_true(v128.or(v128.or(sa, sb), v128.or(sc, sd)))) break;
+        p += 64;
+      }
+      while (p + 16 <= end) {
+        const v = v128.load(p);
+        const special = v128.or(
+          v128.or(i8x16.eq(v, quote), i8x16.eq(v, backslash)),
+          i8x16.gt_u(i8x16.sub(v, low), range),
+        );
+        const mask = i8x16.bitmask(special);
+        if (mask != 0) return p + <usize>ctz(mask);
+        p += 16;
+      }
+    }
+    return p;
+  }
+
   // @ts-ignore: decorator
   @inline
   private startString(isKey: bool, capture: i32): void {
     this.mode = M_STRING;
     this.keyString = isKey;
     this.capture = capture;
+    this.directKey = 0;
     this.captureLength = 0;
     this.captureBad = false;
     this.escape = E_NONE;
@@ -581,14 +647,28 @@ export class JsonScanner {
       }
       // Fast path: a run of plain ASCII (no quote, backslash, control character or DEL), taken
       // whole and, when the string is kept, copied at once.
-      let q = p;
+      let q = JsonScanner.plainRun(p, end);
       while (q < end) {
         const b = <u32>load<u8>(q);
         if (b == 0x22 || b == 0x5c || b < 0x20 || b >= 0x7f) break;
         q++;
       }
       if (q > p) {
-        if (capturing) this.appendRun(p, q - p);
+        if (capturing) {
+          if (
+            this.capture == CAP_KEY &&
+            this.captureLength == 0 &&
+            q < end &&
+            load<u8>(q) == 0x22 &&
+            this.highSurrogate == 0
+          ) {
+            // A whole key within this chunk: matched in place, without a copy.
+            this.directKey = p;
+            this.captureLength = <i32>(q - p);
+          } else {
+            this.appendRun(p, q - p);
+          }
+        }
         p = q;
         if (p == end) return p;
       }
@@ -768,7 +848,8 @@ export class JsonScanner {
       const n = this.captureLength;
       if (capture == CAP_KEY && n <= MAX_KEY_BYTES && !this.captureBad) {
         const parent = unchecked(this.matchNodes[this.depth]);
-        node = this.schema.find(parent, changetype<usize>(this.key), n);
+        const key = this.directKey;
+        node = this.schema.find(parent, key != 0 ? key : changetype<usize>(this.key), n);
       }
       this.pending = node;
       if (node > 0) this.forget(node);
