@@ -9,6 +9,7 @@ import {
   proxy_get_property,
   proxy_set_property,
   proxy_get_header_map_value,
+  proxy_get_header_map_pairs,
   proxy_remove_header_map_value,
   proxy_get_buffer_bytes,
   proxy_set_buffer_bytes,
@@ -88,13 +89,96 @@ export function setPropertyCount(path: ArrayBuffer, value: i64): bool {
   return setPropertyBytes(path, SCRATCH, n);
 }
 
-/** A header of the given map, or null. Only readable during that map's headers callback. */
-export function getHeader(map: i32, name: ArrayBuffer): string | null {
+// A header map fetched whole (proxy_get_header_map_pairs), so that reading several headers costs
+// one host call: loadHeaders at the start of a headers callback, dropHeaders before it returns.
+// It shows the map as it was when loaded; changes the plugin makes go to the host.
+let loadedMap: i32 = -1;
+let loadedPtr: usize = 0;
+let loadedSize: usize = 0;
+/** Where the value found by the last findHeader is: in the loaded map or a host copy. */
+let valuePtr: usize = 0;
+let valueSize: usize = 0;
+let valueOwned: bool = false;
+
+/** Fetches a whole header map; reads of that map are then served from it. */
+export function loadHeaders(map: i32): void {
+  dropHeaders();
   store<usize>(OUT_PTR, 0);
   store<usize>(OUT_SIZE, 0);
-  return takeString(
-    proxy_get_header_map_value(map, changetype<usize>(name), name.byteLength, OUT_PTR, OUT_SIZE),
-  );
+  if (proxy_get_header_map_pairs(map, OUT_PTR, OUT_SIZE) != WasmResult.Ok) return;
+  loadedPtr = load<usize>(OUT_PTR);
+  loadedSize = load<usize>(OUT_SIZE);
+  // A map too short for its own count is ignored (reads then go to the host).
+  if (loadedPtr == 0 || loadedSize < 4 || <usize>load<u32>(loadedPtr) * 8 + 4 > loadedSize) {
+    release(loadedPtr);
+    loadedPtr = 0;
+    return;
+  }
+  loadedMap = map;
+}
+
+/** Frees the loaded map; call before the headers callback returns. */
+export function dropHeaders(): void {
+  if (loadedPtr != 0) release(loadedPtr);
+  loadedPtr = 0;
+  loadedMap = -1;
+}
+
+/**
+ * Finds a header (its name in lower case, as Envoy keeps them): from the loaded map, else with
+ * one host call. On true, the value is at valuePtr/valueSize until releaseValue.
+ */
+function findHeader(map: i32, name: ArrayBuffer): bool {
+  valueOwned = false;
+  if (loadedMap == map) {
+    // Layout: count, then (key size, value size) per pair, then each key and value NUL-ended.
+    const n = <usize>load<u32>(loadedPtr);
+    const want = <usize>name.byteLength;
+    let p = loadedPtr + 4 + n * 8;
+    const end = loadedPtr + loadedSize;
+    for (let i: usize = 0; i < n; i++) {
+      const k = <usize>load<u32>(loadedPtr + 4 + i * 8);
+      const v = <usize>load<u32>(loadedPtr + 8 + i * 8);
+      if (p + k + v + 2 > end) return false;
+      if (k == want && memory.compare(p, changetype<usize>(name), want) == 0) {
+        valuePtr = p + k + 1;
+        valueSize = v;
+        return true;
+      }
+      p += k + v + 2;
+    }
+    return false;
+  }
+  store<usize>(OUT_PTR, 0);
+  store<usize>(OUT_SIZE, 0);
+  const r = proxy_get_header_map_value(map, changetype<usize>(name), name.byteLength, OUT_PTR, OUT_SIZE);
+  if (r != WasmResult.Ok) return false;
+  valuePtr = load<usize>(OUT_PTR);
+  valueSize = load<usize>(OUT_SIZE);
+  valueOwned = true;
+  return true;
+}
+
+function releaseValue(): void {
+  if (valueOwned) release(valuePtr);
+  valueOwned = false;
+}
+
+/** A header of the given map, or null. Only readable during that map's headers callback. */
+export function getHeader(map: i32, name: ArrayBuffer): string | null {
+  if (!findHeader(map, name)) return null;
+  const value = String.UTF8.decodeUnsafe(valuePtr, valueSize);
+  releaseValue();
+  return value;
+}
+
+/** Whether a header is present with exactly these bytes: compared in place, nothing decoded. */
+export function headerEquals(map: i32, name: ArrayBuffer, value: ArrayBuffer): bool {
+  if (!findHeader(map, name)) return false;
+  const n = <usize>value.byteLength;
+  const equal = valueSize == n && memory.compare(valuePtr, changetype<usize>(value), n) == 0;
+  releaseValue();
+  return equal;
 }
 
 /** Removes a header; only possible during that map's headers callback. */

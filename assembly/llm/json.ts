@@ -567,31 +567,6 @@ export class JsonScanner {
         if (mask != 0) return p + <usize>ctz(mask);
         p += 16;
       }
-      // Long strings (a completion's content): 64 bytes per test.
-      while (p + 64 <= end) {
-        const a = v128.load(p);
-        const b = v128.load(p, 16);
-        const c = v128.load(p, 32);
-        const d = v128.load(p, 48);
-        const sa = v128.or(
-          v128.or(i8x16.eq(a, quote), i8x16.eq(a, backslash)),
-          i8x16.gt_u(i8x16.sub(a, low), range),
-        );
-        const sb = v128.or(
-          v128.or(i8x16.eq(b, quote), i8x16.eq(b, backslash)),
-          i8x16.gt_u(i8x16.sub(b, low), range),
-        );
-        const sc = v128.or(
-          v128.or(i8x16.eq(c, quote), i8x16.eq(c, backslash)),
-          i8x16.gt_u(i8x16.sub(c, low), range),
-        );
-        const sd = v128.or(
-          v128.or(i8x16.eq(d, quote), i8x16.eq(d, backslash)),
-          i8x16.gt_u(i8x16.sub(d, low), range),
-        );
-        if (v128.any_true(v128.or(v128.or(sa, sb), v128.or(sc, sd)))) break;
-        p += 64;
-      }
       while (p + 16 <= end) {
         const v = v128.load(p);
         const special = v128.or(

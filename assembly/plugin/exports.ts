@@ -10,6 +10,19 @@ import { readBuffer, bufferLength, release, BufferType, CONTINUE } from "../host
 
 const roots = new Map<u32, Root>();
 const streams = new Map<u32, Stream>();
+/** The stream of the last lookup: the callbacks of one stream come one after the other. */
+let lastId: u32 = 0;
+let lastStream: Stream | null = null;
+
+/** The stream of a context id, or null: one map lookup per stream rather than two per callback. */
+function streamOf(id: u32): Stream | null {
+  if (id == lastId && lastStream !== null) return lastStream;
+  if (!streams.has(id)) return null;
+  const s = streams.get(id);
+  lastId = id;
+  lastStream = s;
+  return s;
+}
 /** Used if a stream names a root context the VM never saw (not expected from Envoy). */
 let fallbackRoot: Root | null = null;
 
@@ -27,7 +40,10 @@ export function proxy_abi_version_0_2_1(): void {}
 
 export function proxy_on_context_create(contextId: u32, rootContextId: u32): void {
   if (rootContextId == 0) roots.set(contextId, new Root());
-  else streams.set(contextId, new Stream(rootFor(rootContextId)));
+  else {
+    streams.set(contextId, new Stream(rootFor(rootContextId)));
+    if (contextId == lastId) lastStream = null;
+  }
 }
 
 export function proxy_on_vm_start(rootContextId: u32, configurationSize: u32): u32 {
@@ -48,37 +64,44 @@ export function proxy_on_configure(rootContextId: u32, configurationSize: u32): 
 }
 
 export function proxy_on_request_headers(contextId: u32, headers: u32, endOfStream: u32): u32 {
-  if (streams.has(contextId)) streams.get(contextId).onRequestHeaders(endOfStream != 0);
+  const s = streamOf(contextId);
+  if (s !== null) s.onRequestHeaders(endOfStream != 0);
   return CONTINUE;
 }
 
 export function proxy_on_request_body(contextId: u32, size: u32, endOfStream: u32): u32 {
-  if (streams.has(contextId)) streams.get(contextId).onRequestBody(size, endOfStream != 0);
+  const s = streamOf(contextId);
+  if (s !== null) s.onRequestBody(size, endOfStream != 0);
   return CONTINUE;
 }
 
 export function proxy_on_request_trailers(contextId: u32, trailers: u32): u32 {
-  if (streams.has(contextId)) streams.get(contextId).finishRequest();
+  const s = streamOf(contextId);
+  if (s !== null) s.finishRequest();
   return CONTINUE;
 }
 
 export function proxy_on_response_headers(contextId: u32, headers: u32, endOfStream: u32): u32 {
-  if (streams.has(contextId)) streams.get(contextId).onResponseHeaders(endOfStream != 0);
+  const s = streamOf(contextId);
+  if (s !== null) s.onResponseHeaders(endOfStream != 0);
   return CONTINUE;
 }
 
 export function proxy_on_response_body(contextId: u32, size: u32, endOfStream: u32): u32 {
-  if (streams.has(contextId)) streams.get(contextId).onResponseBody(size, endOfStream != 0);
+  const s = streamOf(contextId);
+  if (s !== null) s.onResponseBody(size, endOfStream != 0);
   return CONTINUE;
 }
 
 export function proxy_on_response_trailers(contextId: u32, trailers: u32): u32 {
-  if (streams.has(contextId)) streams.get(contextId).endResponse();
+  const s = streamOf(contextId);
+  if (s !== null) s.endResponse();
   return CONTINUE;
 }
 
 export function proxy_on_log(contextId: u32): void {
-  if (streams.has(contextId)) streams.get(contextId).onLog();
+  const s = streamOf(contextId);
+  if (s !== null) s.onLog();
 }
 
 export function proxy_on_done(contextId: u32): u32 {
@@ -97,9 +120,11 @@ const COLLECT_AFTER_DEFINED: i32 = 8;
 let deletedSinceCollect: i32 = 0;
 
 export function proxy_on_delete(contextId: u32): void {
-  if (streams.has(contextId)) {
-    streams.get(contextId).dispose();
+  const s = streamOf(contextId);
+  if (s !== null) {
+    s.dispose();
     streams.delete(contextId);
+    lastStream = null;
   } else if (roots.has(contextId)) {
     roots.delete(contextId);
   }

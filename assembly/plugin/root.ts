@@ -49,29 +49,14 @@ const SLOT_FIRST_TOKEN_MS: i32 = 3;
 const SLOT_REQUESTS: i32 = 4;
 const SLOT_CACHED: i32 = 18;
 const SLOT_REASONING: i32 = 19;
-/** Metric names of the slots other than SLOT_REQUESTS's, by slot ("" for those). */
-const SLOT_METRICS: string[] = [
-  METRIC_PROMPT_TOKENS,
-  METRIC_COMPLETION_TOKENS,
-  METRIC_DURATION_MS,
-  METRIC_FIRST_TOKEN_MS,
-  "",
-  "",
-  "",
-  "",
-  "",
-  "",
-  "",
-  "",
-  "",
-  "",
-  "",
-  "",
-  "",
-  "",
-  METRIC_CACHED_TOKENS,
-  METRIC_REASONING_TOKENS,
-];
+/** The metric of a slot other than SLOT_REQUESTS's. */
+function slotMetric(slot: i32): string {
+  if (slot == SLOT_PROMPT) return METRIC_PROMPT_TOKENS;
+  if (slot == SLOT_COMPLETION) return METRIC_COMPLETION_TOKENS;
+  if (slot == SLOT_DURATION_MS) return METRIC_DURATION_MS;
+  if (slot == SLOT_FIRST_TOKEN_MS) return METRIC_FIRST_TOKEN_MS;
+  return slot == SLOT_CACHED ? METRIC_CACHED_TOKENS : METRIC_REASONING_TOKENS;
+}
 
 /**
  * Metrics defined since the last collection. Each definition leaves its stat name behind as
@@ -277,7 +262,7 @@ export class Root {
         "=" +
         stream;
     } else {
-      name = SLOT_METRICS[slot] + name;
+      name = slotMetric(slot) + name;
     }
     const defined = histogram ? defineHistogram(name) : defineCounter(name);
     if (defined < 0) {

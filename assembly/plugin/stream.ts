@@ -46,6 +46,9 @@ import {
 } from "../telemetry/names";
 import {
   getHeader,
+  headerEquals,
+  loadHeaders,
+  dropHeaders,
   removeHeader,
   setProperty,
   setPropertyCount,
@@ -63,6 +66,7 @@ import {
 import { Root, CallRecord, firstProperty } from "./root";
 
 const H_METHOD = String.UTF8.encode(":method");
+const V_POST = String.UTF8.encode("POST");
 const H_PATH = String.UTF8.encode(":path");
 const H_AUTHORITY = String.UTF8.encode(":authority");
 const H_STATUS = String.UTF8.encode(":status");
@@ -117,9 +121,11 @@ function takeSseReader(): SseReader {
 
 /**
  * Chunks are read in windows of at most this size, so that plugin memory does not grow to the
- * size of the largest chunk Envoy ever delivers (the host copies what it hands over).
+ * size of the largest chunk Envoy ever delivers (the host copies what it hands over). Most of
+ * Envoy's chunks are smaller (HTTP/2 frames are 16 KiB), so a chunk is usually read whole, with
+ * one host call; larger ones cost one call per 32 KiB.
  */
-const WINDOW: usize = 16384;
+const WINDOW: usize = 32768;
 /** The last request chunk is read whole for usage injection only up to this size. */
 const MAX_INJECT_CHUNK: usize = 65536;
 
@@ -186,8 +192,15 @@ export class Stream {
   }
 
   onRequestHeaders(endOfStream: bool): void {
-    const method = getHeader(HeaderMapType.RequestHeaders, H_METHOD);
-    if (method === null || method != "POST") return;
+    // Only a POST can be an LLM call: :method compared as bytes, nothing decoded for other requests.
+    if (!headerEquals(HeaderMapType.RequestHeaders, H_METHOD, V_POST)) return;
+    // The headers read below come from one copy of the whole map: one host call, not one each.
+    loadHeaders(HeaderMapType.RequestHeaders);
+    this.readRequestHeaders(endOfStream);
+    dropHeaders();
+  }
+
+  private readRequestHeaders(endOfStream: bool): void {
     const path = getHeader(HeaderMapType.RequestHeaders, H_PATH);
     const config = this.root.config;
     if (path === null || !config.matchesPath(path)) return;
@@ -311,6 +324,13 @@ export class Stream {
 
   onResponseHeaders(endOfStream: bool): void {
     if (!this.llm) return;
+    // :status, content-type and content-encoding from one copy of the map: one host call.
+    loadHeaders(HeaderMapType.ResponseHeaders);
+    this.readResponseHeaders(endOfStream);
+    dropHeaders();
+  }
+
+  private readResponseHeaders(endOfStream: bool): void {
     const status = getHeader(HeaderMapType.ResponseHeaders, H_STATUS);
     if (status === null || status.length != 3 || !status.startsWith("2")) {
       this.usageStatus = USAGE_ERROR;
@@ -379,9 +399,15 @@ export class Stream {
     this.completed = true;
     const usage = this.finishParsers();
     const durationMs = this.elapsedMs();
-    // Decoded once: the filter state and the metrics' dimension both need it.
-    const responseModel = usage !== null ? usage.model : null;
     const published = this.root.config.filterState;
+    const config = this.root.config;
+    // Decoded once, and only when something uses it: its filter state, the model when the request
+    // named none, or the opt-in metric dimension.
+    const responseModel =
+      usage !== null &&
+      (!this.modelFromRequest || published & STATE_RESPONSE_MODEL || config.responseModelDimension)
+        ? usage.model
+        : null;
     if (usage !== null) this.publishUsage(usage, responseModel, published);
     const status = this.statusOf(usage);
     if (published & STATE_USAGE) setProperty(P_USAGE, status);
