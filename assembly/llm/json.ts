@@ -80,6 +80,12 @@ function isSpace(c: u32): bool {
   return c == 0x20 || c == 0x0a || c == 0x0d || c == 0x09;
 }
 
+/** One of 64 bits for a key's length and first byte. */
+function keyBit(length: i32, first: u8): u64 {
+  const bit = (<u32>length * 31 + <u32>first) & 63;
+  return (<u64>1) << (<u64>bit);
+}
+
 function hexValue(c: u32): i32 {
   if (c - 0x30 < 10) return <i32>(c - 0x30);
   const l = c | 0x20;
@@ -93,6 +99,8 @@ export class JsonScanner {
   // Results, indexed by schema node.
   states: StaticArray<u8>;
   numbers: StaticArray<u64>;
+  /** Per schema node, the keyBit of each of its children's keys. */
+  keyFilter: StaticArray<u64>;
   stringLengths: StaticArray<i32>;
   strings: StaticArray<u8>;
 
@@ -153,6 +161,14 @@ export class JsonScanner {
     this.numbers = new StaticArray<u64>(n);
     this.stringLengths = new StaticArray<i32>(n);
     this.strings = new StaticArray<u8>(schema.stringBytes);
+    this.keyFilter = new StaticArray<u64>(n);
+    for (let i = 1; i < n; i++) {
+      const key = schema.keys[i];
+      if (key.byteLength == 0) continue;
+      const parent = schema.parents[i];
+      const bit = keyBit(key.byteLength, load<u8>(changetype<usize>(key)));
+      unchecked((this.keyFilter[parent] = unchecked(this.keyFilter[parent]) | bit));
+    }
     this.reset();
   }
 
@@ -823,8 +839,12 @@ export class JsonScanner {
       const n = this.captureLength;
       if (capture == CAP_KEY && n <= MAX_KEY_BYTES && !this.captureBad) {
         const parent = unchecked(this.matchNodes[this.depth]);
-        const key = this.directKey;
-        node = this.schema.find(parent, key != 0 ? key : changetype<usize>(this.key), n);
+        const key = this.directKey != 0 ? this.directKey : changetype<usize>(this.key);
+        // Most keys are in no schema: a bit per (length, first byte) of the parent's keys rules
+        // them out before any comparison.
+        if (n > 0 && (unchecked(this.keyFilter[parent]) & keyBit(n, load<u8>(key))) != 0) {
+          node = this.schema.find(parent, key, n);
+        }
       }
       this.pending = node;
       if (node > 0) this.forget(node);

@@ -111,8 +111,9 @@ export function proxy_on_done(contextId: u32): u32 {
 /**
  * The module uses AssemblyScript's minimal runtime: garbage is collected only when asked, which
  * is safe only where no managed object is held on the wasm stack. The end of proxy_on_delete is
- * such a point; collecting every COLLECT_EVERY deleted contexts bounds the garbage to what that
- * many streams left, at a fraction of the cost of collecting after each.
+ * such a point; collecting every COLLECT_EVERY deleted LLM streams (or four times as many others,
+ * which leave only their Stream object) bounds the garbage to what that many streams left, at a
+ * fraction of the cost of collecting after each.
  */
 const COLLECT_EVERY: i32 = 32;
 /** Also collect once this many metrics were defined (new series leave their names behind). */
@@ -121,14 +122,18 @@ let deletedSinceCollect: i32 = 0;
 
 export function proxy_on_delete(contextId: u32): void {
   const s = streamOf(contextId);
+  // A stream that was not an LLM call leaves only its Stream object behind: it counts a quarter.
+  let weight = 1;
   if (s !== null) {
+    if (s.llm) weight = 4;
     s.dispose();
     streams.delete(contextId);
     lastStream = null;
   } else if (roots.has(contextId)) {
     roots.delete(contextId);
   }
-  if (++deletedSinceCollect >= COLLECT_EVERY || definedSinceCollect >= COLLECT_AFTER_DEFINED) {
+  deletedSinceCollect += weight;
+  if (deletedSinceCollect >= COLLECT_EVERY * 4 || definedSinceCollect >= COLLECT_AFTER_DEFINED) {
     deletedSinceCollect = 0;
     collected();
     __collect();
