@@ -16,7 +16,7 @@ import {
   type Expected,
 } from "./fixtures/providers.ts";
 import { bedrockEvent, message, concatBytes, decodeMessages } from "./fixtures/eventstream.ts";
-import { WASM, NODE_METADATA } from "./seed.ts";
+import { WASM, NODE_METADATA, ALL_FILTER_STATE } from "./seed.ts";
 
 const enc = new TextEncoder();
 const KEYS: Record<keyof Expected, string> = {
@@ -69,8 +69,12 @@ function check(s: HttpStream, c: ApiCase, what: string): void {
   assert.deepEqual(s.forwarded("request"), enc.encode(c.request), `${what}: request bytes unchanged`);
 }
 
-const load = (pluginConfig?: string | object) =>
-  ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA, pluginConfig });
+/** Every filter-state key published (`filter_state`), so that each fixture's values can be checked. */
+const load = (pluginConfig: object = {}) =>
+  ProxyWasmHost.load(WASM, {
+    nodeMetadata: NODE_METADATA,
+    pluginConfig: { ...ALL_FILTER_STATE, ...pluginConfig },
+  });
 
 describe("APIs in their own wire formats", () => {
   for (const c of API_CASES) {

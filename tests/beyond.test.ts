@@ -10,6 +10,7 @@ import { sse } from "./fixtures/providers.ts";
 import { completionBody } from "./mock-upstream.ts";
 import {
   WASM,
+  ALL_FILTER_STATE,
   NODE_METADATA,
   CLUSTER,
   CALLS,
@@ -68,7 +69,10 @@ function call(host: ProxyWasmHost, c: Call): HttpStream {
 }
 
 async function load(config: object = {}) {
-  return ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA, pluginConfig: config });
+  return ProxyWasmHost.load(WASM, {
+    nodeMetadata: NODE_METADATA,
+    pluginConfig: { ...ALL_FILTER_STATE, ...config },
+  });
 }
 
 const usageEvent = (prompt: number, completion: number) => ({

@@ -332,7 +332,9 @@ test("the WasmPlugins: oci, https with sha256, file; otherwise the same, FAIL_OP
     assert.deepEqual(spec.match, [{ mode: "CLIENT" }], file);
     assert.equal(spec.failStrategy, "FAIL_OPEN", `${file}: a telemetry plugin must not fail closed`);
     assert.ok(schema(spec.pluginConfig), `${file}: ${JSON.stringify(schema.errors)}`);
-    assert.ok(Array.isArray(spec.pluginConfig.paths), `${file}: paths`);
+    assert.equal(spec.pluginConfig.paths, undefined, `${file}: the default paths cover every API`);
+    // The access log reads every filter-state key, so every key is published.
+    assert.deepEqual(spec.pluginConfig.filter_state, ["all"], `${file}: filter_state`);
     assert.equal(typeof spec.pluginConfig.inject_stream_usage, "boolean", `${file}: inject_stream_usage`);
     if (spec.url.startsWith("https://")) assert.match(spec.sha256, /^[0-9a-f]{64}$/, file);
     assert.deepEqual(common(spec), common(plugins[0].doc.spec), `${file} differs from ${plugins[0].file}`);
@@ -446,7 +448,8 @@ test("the local Envoy stands in for the sleep sidecar: node, ports, wasm filter,
   // The seed's routing, as Istio sends the WasmPlugin's pluginConfig, and the mock's key in the
   // VM environment as vmConfig.env puts it there.
   assert.equal(config.configuration["@type"], "type.googleapis.com/google.protobuf.StringValue");
-  assert.deepEqual(JSON.parse(config.configuration.value), PLUGIN_CONFIG);
+  // Every filter-state key too: the access log below reads them all.
+  assert.deepEqual(JSON.parse(config.configuration.value), { ...PLUGIN_CONFIG, filter_state: ["all"] });
   assert.deepEqual(config.vm_config.environment_variables, {
     key_values: { DASHSCOPE_API_KEY: MOCK_API_KEY },
   });

@@ -10,7 +10,7 @@ import { ProxyWasmHost } from "./host/host.ts";
 import { expectedFromBody, expectedFromStream, type Recorded } from "./fuzz/reference.ts";
 import { CASES } from "./fixtures/providers.ts";
 import { completionBody } from "./mock-upstream.ts";
-import { WASM, NODE_METADATA } from "./seed.ts";
+import { WASM, NODE_METADATA, ALL_FILTER_STATE } from "./seed.ts";
 
 const CASES_PER_RUN = Number(process.env.FUZZ_CASES ?? 2000);
 const SEED = Number(process.env.FUZZ_SEED ?? 20261125);
@@ -194,7 +194,7 @@ test(`fuzz: ${CASES_PER_RUN} random and mutated bodies and streams (seed ${SEED}
   const r = rng(SEED);
   const host = await ProxyWasmHost.load(WASM, {
     nodeMetadata: NODE_METADATA,
-    pluginConfig: { max_series: 100000 },
+    pluginConfig: { max_series: 100000, ...ALL_FILTER_STATE },
   });
   const seeds = [...CASES.map((c) => c.body), completionBody("qwen-turbo")];
   const expectedCounters = new Map<string, number>();

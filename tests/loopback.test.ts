@@ -11,8 +11,10 @@ import { loadStatsTags, renderPrometheus, renderJsonAccessLog } from "./host/tel
 import { startMockUpstream, completionBody, completionEvents, MOCK_API_KEY } from "./mock-upstream.ts";
 import {
   WASM,
+  ALL_FILTER_STATE,
   BOOTSTRAP_CONFIGMAP,
   SEED_HOST,
+  PLUGIN_CONFIG,
   PATH,
   CLUSTER,
   CALLS,
@@ -25,7 +27,7 @@ import {
 test("seed over loopback HTTP: the curl calls completed, access-log fields, Prometheus lines", async () => {
   const upstream = await startMockUpstream();
   try {
-    const host = await ProxyWasmHost.load(WASM, SEED_HOST);
+    const host = await ProxyWasmHost.load(WASM, { ...SEED_HOST, pluginConfig: { ...PLUGIN_CONFIG, ...ALL_FILTER_STATE } });
     const logs = [];
     for (const call of CALLS) {
       const { [":method"]: method, [":path"]: path, [":authority"]: authority, ...headers } = call.headers;
@@ -73,7 +75,7 @@ test("seed over loopback HTTP: the curl calls completed, access-log fields, Prom
 test("a streamed call over loopback HTTP: the client's model kept, usage from the last event", async () => {
   const upstream = await startMockUpstream();
   try {
-    const host = await ProxyWasmHost.load(WASM, SEED_HOST);
+    const host = await ProxyWasmHost.load(WASM, { ...SEED_HOST, pluginConfig: { ...PLUGIN_CONFIG, ...ALL_FILTER_STATE } });
     const body = JSON.stringify({
       model: "qwen-turbo",
       stream: true,

@@ -6,12 +6,25 @@
 // route Envoy chose (the VirtualService route `vip-route` for `user-type: subscriber`).
 
 import { fileURLToPath } from "node:url";
+import { resolve } from "node:path";
 import type { HttpStream, ProxyWasmHost, HostOptions, RouteRule } from "./host/host.ts";
 import { respond, MOCK_API_KEY } from "./mock-upstream.ts";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
-export const WASM = ROOT + "build/asm-llm-proxy.wasm";
+/**
+ * The module under test: ASM_LLM_PROXY_WASM (a path), else the release build. `npm test` runs
+ * the host tests once with the SIMD build and once with the build without SIMD.
+ */
+export const WASM = process.env.ASM_LLM_PROXY_WASM
+  ? resolve(ROOT, process.env.ASM_LLM_PROXY_WASM)
+  : ROOT + "build/asm-llm-proxy.wasm";
 export const BOOTSTRAP_CONFIGMAP = ROOT + "deploy/istio/asm-llm-proxy-bootstrap-config.yaml";
+
+/**
+ * The configuration that publishes every filter-state key (`filter_state`), for tests that
+ * assert keys beyond the seed's three.
+ */
+export const ALL_FILTER_STATE = { filter_state: ["all"] };
 
 export const NODE_METADATA = { WORKLOAD_NAME: "sleep", NAMESPACE: "default" };
 export const CLUSTER = "outbound|80||dashscope.aliyuncs.com";

@@ -6,7 +6,7 @@ import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { ProxyWasmHost, type HttpStream } from "./host/host.ts";
 import { CASES, sse, type ProviderCase, type Expected } from "./fixtures/providers.ts";
-import { WASM, NODE_METADATA } from "./seed.ts";
+import { WASM, NODE_METADATA, ALL_FILTER_STATE } from "./seed.ts";
 
 /** Token counters defined so far (the filter's own issue counters aside). */
 function tokenCounters(host: ProxyWasmHost): string[] {
@@ -68,7 +68,10 @@ function check(s: HttpStream, c: ProviderCase, what: string): void {
 describe("APIs and providers", () => {
   for (const c of CASES) {
     test(`${c.name}`, async () => {
-      const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA });
+      const host = await ProxyWasmHost.load(WASM, {
+        nodeMetadata: NODE_METADATA,
+        pluginConfig: ALL_FILTER_STATE,
+      });
       const s = run(host, c);
       check(s, c, "whole body");
       assert.deepEqual(host.traps, []);
@@ -83,7 +86,10 @@ describe("APIs and providers", () => {
     });
 
     test(`${c.name}: split at every byte offset`, async () => {
-      const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA });
+      const host = await ProxyWasmHost.load(WASM, {
+        nodeMetadata: NODE_METADATA,
+        pluginConfig: ALL_FILTER_STATE,
+      });
       const n = enc.encode(c.body).length;
       for (let i = 1; i < n; i++) check(run(host, c, [i]), c, `split at ${i}`);
       assert.deepEqual(host.traps, []);
@@ -91,7 +97,10 @@ describe("APIs and providers", () => {
   }
 
   test("every stream fed in chunks of 1 to 7 bytes", async () => {
-    const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA });
+    const host = await ProxyWasmHost.load(WASM, {
+      nodeMetadata: NODE_METADATA,
+      pluginConfig: ALL_FILTER_STATE,
+    });
     for (const c of CASES) {
       const n = enc.encode(c.body).length;
       for (let size = 1; size <= 7; size++) {
@@ -132,7 +141,10 @@ describe("server-sent events", () => {
   ];
   for (const [name, body] of variants) {
     test(`${name}, split at every byte offset`, async () => {
-      const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA });
+      const host = await ProxyWasmHost.load(WASM, {
+        nodeMetadata: NODE_METADATA,
+        pluginConfig: ALL_FILTER_STATE,
+      });
       const c = { ...base, body };
       check(run(host, c), c, "whole");
       for (let i = 1; i < enc.encode(body).length; i++) check(run(host, c, [i]), c, `split at ${i}`);
@@ -140,7 +152,10 @@ describe("server-sent events", () => {
   }
 
   test("[DONE] with no usage records the model and no tokens", async () => {
-    const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA });
+    const host = await ProxyWasmHost.load(WASM, {
+      nodeMetadata: NODE_METADATA,
+      pluginConfig: ALL_FILTER_STATE,
+    });
     const c = {
       ...base,
       body: sse([{ data: { model: "m", choices: [] } }, { data: "[DONE]" }]),
@@ -155,7 +170,10 @@ describe("server-sent events", () => {
   });
 
   test("a stream cut in the middle of its usage event records no tokens", async () => {
-    const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA });
+    const host = await ProxyWasmHost.load(WASM, {
+      nodeMetadata: NODE_METADATA,
+      pluginConfig: ALL_FILTER_STATE,
+    });
     const full = sse([{ data: { model: "m" } }, { data: usageEvent }]);
     const c = {
       ...base,
@@ -168,13 +186,19 @@ describe("server-sent events", () => {
   });
 
   test("an unreadable event does not spoil the others", async () => {
-    const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA });
+    const host = await ProxyWasmHost.load(WASM, {
+      nodeMetadata: NODE_METADATA,
+      pluginConfig: ALL_FILTER_STATE,
+    });
     const c = { ...base, body: `data: {"model":\n\n` + sse([{ data: usageEvent }]) };
     check(run(host, c), c, "bad event first");
   });
 
   test("state stays bounded: a long stream costs no memory", async () => {
-    const host = await ProxyWasmHost.load(WASM, { nodeMetadata: NODE_METADATA });
+    const host = await ProxyWasmHost.load(WASM, {
+      nodeMetadata: NODE_METADATA,
+      pluginConfig: ALL_FILTER_STATE,
+    });
     const events = [];
     for (let i = 0; i < 20000; i++)
       events.push({ data: { model: "m", choices: [{ delta: { content: "token " + i } }], usage: null } });
@@ -197,7 +221,7 @@ describe("inject_stream_usage", () => {
   async function send(body: string, options: { inject?: boolean; path?: string; cuts?: number[] } = {}) {
     const host = await ProxyWasmHost.load(WASM, {
       nodeMetadata: NODE_METADATA,
-      pluginConfig: { inject_stream_usage: options.inject ?? true },
+      pluginConfig: { inject_stream_usage: options.inject ?? true, ...ALL_FILTER_STATE },
     });
     const s = host.stream();
     const headers = {

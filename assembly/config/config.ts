@@ -29,6 +29,7 @@ import {
   OPT_RESPONSE_MODEL_DIMENSION,
   OPT_HEADER_DIMENSIONS,
   OPT_PROVIDERS,
+  OPT_FILTER_STATE,
   DEFAULT_PATHS,
   DEFAULT_INJECT_STREAM_USAGE,
   DEFAULT_STRIP_ACCEPT_ENCODING,
@@ -36,7 +37,7 @@ import {
   DEFAULT_RESPONSE_MODEL_DIMENSION,
   DEFAULT_HEADER_DIMENSIONS,
 } from "./options";
-import { headerDimension, asciiLower, KEY_HEADER_PREFIX } from "../telemetry/names";
+import { headerDimension, asciiLower, stateBits, KEY_HEADER_PREFIX } from "../telemetry/names";
 import { Routing } from "../llm/routing";
 import { readProviders } from "./providers";
 import { PathShape, compileShape, matchShape, pathEnd } from "../llm/paths";
@@ -62,6 +63,9 @@ function compileShapes(paths: string[]): PathShape[] {
   return paths.map<PathShape>((p) => compileShape(p));
 }
 
+/** The default shapes, compiled once per VM and shared by every configuration that keeps them. */
+const DEFAULT_SHAPES: PathShape[] = compileShapes(DEFAULT_PATHS);
+
 function anyGet(shapes: PathShape[]): bool {
   for (let i = 0; i < shapes.length; i++) if (shapes[i].get) return true;
   return false;
@@ -70,7 +74,7 @@ function anyGet(shapes: PathShape[]): bool {
 export class Config {
   paths: string[] = DEFAULT_PATHS;
   /** `paths` compiled once per configuration. */
-  shapes: PathShape[] = compileShapes(DEFAULT_PATHS);
+  shapes: PathShape[] = DEFAULT_SHAPES;
   /** Some shape matches GET requests (so their :path is worth reading). */
   getShapes: bool = anyGet(this.shapes);
   injectStreamUsage: bool = DEFAULT_INJECT_STREAM_USAGE;
@@ -85,6 +89,8 @@ export class Config {
   headerProperties: ArrayBuffer[] = [];
   /** The `providers` option; inactive (no provider) by default. */
   routing: Routing = new Routing();
+  /** Filter-state keys published beyond the seed's three: STATE_* bits (telemetry/names.ts). */
+  filterState: u32 = 0;
 
   /** Whether a request path (which may carry a query string) names an LLM API. */
   matchesPath(path: string): bool {
@@ -124,6 +130,17 @@ export class Config {
         this.headerNames = names;
         this.headerKeys = headers.map<ArrayBuffer>((h) => String.UTF8.encode(h));
         this.headerProperties = names.map<ArrayBuffer>((n) => String.UTF8.encode(KEY_HEADER_PREFIX + n));
+        break;
+      }
+      case OPT_FILTER_STATE: {
+        const names = strings(value);
+        let bits: u32 = 0;
+        for (let i = 0; i < names.length; i++) {
+          const b = stateBits(names[i]);
+          if (b < 0) return "names an unknown key '" + names[i] + "' (the keys are listed in the README)";
+          bits |= <u32>b;
+        }
+        this.filterState = bits;
         break;
       }
       case OPT_RESPONSE_MODEL_DIMENSION:

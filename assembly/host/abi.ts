@@ -8,6 +8,7 @@ export {
   proxy_get_property,
   proxy_set_property,
   proxy_get_header_map_value,
+  proxy_get_header_map_pairs,
   proxy_remove_header_map_value,
   proxy_replace_header_map_value,
   proxy_get_buffer_bytes,

@@ -9,6 +9,7 @@ import {
   proxy_get_property,
   proxy_set_property,
   proxy_get_header_map_value,
+  proxy_get_header_map_pairs,
   proxy_remove_header_map_value,
   proxy_replace_header_map_value,
   proxy_get_buffer_bytes,
@@ -49,29 +50,144 @@ export function getProperty(path: ArrayBuffer): string | null {
   return takeString(proxy_get_property(changetype<usize>(path), path.byteLength, OUT_PTR, OUT_SIZE));
 }
 
+/** Scratch space for values handed to the host, so that short ones need no allocation. */
+const SCRATCH_SIZE: i32 = 1024;
+const SCRATCH: usize = memory.data(SCRATCH_SIZE, 8);
+
 /**
  * Sets a property of the current stream. Envoy stores it in filter state under "wasm." + path,
  * byte for byte, so the path is one dotted string (see ../../../shared/envoy-contract.md §1).
+ * The value is encoded into scratch space (UTF-8 needs at most 3 bytes per UTF-16 unit), so a
+ * model name or a count costs no allocation.
  */
 export function setProperty(path: ArrayBuffer, value: string): bool {
+  const units = value.length;
+  if (units * 3 <= SCRATCH_SIZE) {
+    const n = String.UTF8.encodeUnsafe(changetype<usize>(value), units, SCRATCH);
+    return setPropertyBytes(path, SCRATCH, n);
+  }
   const bytes = String.UTF8.encode(value);
-  return (
-    proxy_set_property(
-      changetype<usize>(path),
-      path.byteLength,
-      changetype<usize>(bytes),
-      bytes.byteLength,
-    ) == WasmResult.Ok
-  );
+  return setPropertyBytes(path, changetype<usize>(bytes), <usize>bytes.byteLength);
+}
+
+/** Sets a property to `size` bytes at `ptr`. */
+export function setPropertyBytes(path: ArrayBuffer, ptr: usize, size: usize): bool {
+  return proxy_set_property(changetype<usize>(path), path.byteLength, ptr, size) == WasmResult.Ok;
+}
+
+/** Sets a property to the decimal digits of a non-negative count, without allocating. */
+export function setPropertyCount(path: ArrayBuffer, value: i64): bool {
+  if (value < 0) return setProperty(path, value.toString());
+  let n: usize = 0;
+  let v = <u64>value;
+  do {
+    n++;
+    v /= 10;
+  } while (v != 0);
+  v = <u64>value;
+  for (let i = n; i > 0; i--) {
+    store<u8>(SCRATCH + i - 1, <u8>(0x30 + (v % 10)));
+    v /= 10;
+  }
+  return setPropertyBytes(path, SCRATCH, n);
+}
+
+// A header map fetched whole (proxy_get_header_map_pairs), so that reading several headers costs
+// one host call: loadHeaders at the start of a headers callback, dropHeaders before it returns.
+// It shows the map as it was when loaded; changes the plugin makes go to the host.
+let loadedMap: i32 = -1;
+let loadedPtr: usize = 0;
+let loadedSize: usize = 0;
+/** Where the value found by the last findHeader is: in the loaded map or a host copy. */
+let valuePtr: usize = 0;
+let valueSize: usize = 0;
+let valueOwned: bool = false;
+
+/** Fetches a whole header map; reads of that map are then served from it. */
+export function loadHeaders(map: i32): void {
+  dropHeaders();
+  store<usize>(OUT_PTR, 0);
+  store<usize>(OUT_SIZE, 0);
+  if (proxy_get_header_map_pairs(map, OUT_PTR, OUT_SIZE) != WasmResult.Ok) return;
+  loadedPtr = load<usize>(OUT_PTR);
+  loadedSize = load<usize>(OUT_SIZE);
+  // A map too short for its own count is ignored (reads then go to the host).
+  if (loadedPtr == 0 || loadedSize < 4 || <usize>load<u32>(loadedPtr) * 8 + 4 > loadedSize) {
+    release(loadedPtr);
+    loadedPtr = 0;
+    return;
+  }
+  loadedMap = map;
+}
+
+/** Frees the loaded map; call before the headers callback returns. */
+export function dropHeaders(): void {
+  if (loadedPtr != 0) release(loadedPtr);
+  loadedPtr = 0;
+  loadedMap = -1;
+}
+
+/**
+ * Finds a header (its name in lower case, as Envoy keeps them): from the loaded map, else with
+ * one host call. On true, the value is at valuePtr/valueSize until releaseValue.
+ */
+function findHeader(map: i32, name: ArrayBuffer): bool {
+  valueOwned = false;
+  if (loadedMap == map) {
+    // Layout: count, then (key size, value size) per pair, then each key and value NUL-ended.
+    const n = <usize>load<u32>(loadedPtr);
+    const want = <usize>name.byteLength;
+    let p = loadedPtr + 4 + n * 8;
+    const end = loadedPtr + loadedSize;
+    for (let i: usize = 0; i < n; i++) {
+      const k = <usize>load<u32>(loadedPtr + 4 + i * 8);
+      const v = <usize>load<u32>(loadedPtr + 8 + i * 8);
+      if (p + k + v + 2 > end) return false;
+      if (k == want && memory.compare(p, changetype<usize>(name), want) == 0) {
+        valuePtr = p + k + 1;
+        valueSize = v;
+        return true;
+      }
+      p += k + v + 2;
+    }
+    return false;
+  }
+  store<usize>(OUT_PTR, 0);
+  store<usize>(OUT_SIZE, 0);
+  const r = proxy_get_header_map_value(map, changetype<usize>(name), name.byteLength, OUT_PTR, OUT_SIZE);
+  if (r != WasmResult.Ok) return false;
+  valuePtr = load<usize>(OUT_PTR);
+  valueSize = load<usize>(OUT_SIZE);
+  valueOwned = true;
+  return true;
+}
+
+function releaseValue(): void {
+  if (valueOwned) release(valuePtr);
+  valueOwned = false;
 }
 
 /** A header of the given map, or null. Only readable during that map's headers callback. */
 export function getHeader(map: i32, name: ArrayBuffer): string | null {
-  store<usize>(OUT_PTR, 0);
-  store<usize>(OUT_SIZE, 0);
-  return takeString(
-    proxy_get_header_map_value(map, changetype<usize>(name), name.byteLength, OUT_PTR, OUT_SIZE),
-  );
+  if (!findHeader(map, name)) return null;
+  const value = String.UTF8.decodeUnsafe(valuePtr, valueSize);
+  releaseValue();
+  return value;
+}
+
+/**
+ * Which of two values a header has, compared in place with one lookup: 0 for `a`, 1 for `b`, -1
+ * for neither (or no such header).
+ */
+export function headerChoice(map: i32, name: ArrayBuffer, a: ArrayBuffer, b: ArrayBuffer): i32 {
+  if (!findHeader(map, name)) return -1;
+  let choice = -1;
+  const n = <usize>a.byteLength;
+  const m = <usize>b.byteLength;
+  if (valueSize == n && memory.compare(valuePtr, changetype<usize>(a), n) == 0) choice = 0;
+  else if (valueSize == m && memory.compare(valuePtr, changetype<usize>(b), m) == 0) choice = 1;
+  releaseValue();
+  return choice;
 }
 
 /** Removes a header; only possible during that map's headers callback. */

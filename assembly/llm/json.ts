@@ -80,6 +80,12 @@ function isSpace(c: u32): bool {
   return c == 0x20 || c == 0x0a || c == 0x0d || c == 0x09;
 }
 
+/** One of 64 bits for a key's length and first byte. */
+function keyBit(length: i32, first: u8): u64 {
+  const bit = (<u32>length * 31 + <u32>first) & 63;
+  return (<u64>1) << (<u64>bit);
+}
+
 function hexValue(c: u32): i32 {
   if (c - 0x30 < 10) return <i32>(c - 0x30);
   const l = c | 0x20;
@@ -93,6 +99,8 @@ export class JsonScanner {
   // Results, indexed by schema node.
   states: StaticArray<u8>;
   numbers: StaticArray<u64>;
+  /** Per schema node, the keyBit of each of its children's keys. */
+  keyFilter: StaticArray<u64>;
   stringLengths: StaticArray<i32>;
   strings: StaticArray<u8>;
 
@@ -131,6 +139,8 @@ export class JsonScanner {
   utf8Low: u32 = 0x80;
   utf8High: u32 = 0xbf;
   key: StaticArray<u8> = new StaticArray<u8>(MAX_KEY_BYTES);
+  /** A key found whole in the current chunk: its address there (read before the chunk ends). */
+  directKey: usize = 0;
 
   // Number state.
   numberState: u8 = N_MINUS;
@@ -151,6 +161,14 @@ export class JsonScanner {
     this.numbers = new StaticArray<u64>(n);
     this.stringLengths = new StaticArray<i32>(n);
     this.strings = new StaticArray<u8>(schema.stringBytes);
+    this.keyFilter = new StaticArray<u64>(n);
+    for (let i = 1; i < n; i++) {
+      const key = schema.keys[i];
+      if (key.byteLength == 0) continue;
+      const parent = schema.parents[i];
+      const bit = keyBit(key.byteLength, load<u8>(changetype<usize>(key)));
+      unchecked((this.keyFilter[parent] = unchecked(this.keyFilter[parent]) | bit));
+    }
     this.reset();
   }
 
@@ -541,12 +559,51 @@ export class JsonScanner {
 
   // ---- strings ------------------------------------------------------------------------------
 
+  /**
+   * Where the run of plain ASCII bytes starting at p ends, 16 bytes at a time where the build has
+   * SIMD (the caller finishes the last few bytes, and checks the byte found, one by one).
+   */
+  // @ts-ignore: decorator
+  @inline
+  private static plainRun(p: usize, end: usize): usize {
+    if (ASC_FEATURE_SIMD) {
+      // A byte is special when it is '"' or '\\', or outside 0x20..0x7e: (b - 0x20) > 0x5e unsigned.
+      const quote = i8x16.splat(0x22);
+      const backslash = i8x16.splat(0x5c);
+      const low = i8x16.splat(0x20);
+      const range = i8x16.splat(0x5e);
+      if (p + 16 <= end) {
+        // Most strings are short: one test first.
+        const v = v128.load(p);
+        const special = v128.or(
+          v128.or(i8x16.eq(v, quote), i8x16.eq(v, backslash)),
+          i8x16.gt_u(i8x16.sub(v, low), range),
+        );
+        const mask = i8x16.bitmask(special);
+        if (mask != 0) return p + <usize>ctz(mask);
+        p += 16;
+      }
+      while (p + 16 <= end) {
+        const v = v128.load(p);
+        const special = v128.or(
+          v128.or(i8x16.eq(v, quote), i8x16.eq(v, backslash)),
+          i8x16.gt_u(i8x16.sub(v, low), range),
+        );
+        const mask = i8x16.bitmask(special);
+        if (mask != 0) return p + <usize>ctz(mask);
+        p += 16;
+      }
+    }
+    return p;
+  }
+
   // @ts-ignore: decorator
   @inline
   private startString(isKey: bool, capture: i32): void {
     this.mode = M_STRING;
     this.keyString = isKey;
     this.capture = capture;
+    this.directKey = 0;
     this.captureLength = 0;
     this.captureBad = false;
     this.escape = E_NONE;
@@ -581,14 +638,28 @@ export class JsonScanner {
       }
       // Fast path: a run of plain ASCII (no quote, backslash, control character or DEL), taken
       // whole and, when the string is kept, copied at once.
-      let q = p;
+      let q = JsonScanner.plainRun(p, end);
       while (q < end) {
         const b = <u32>load<u8>(q);
         if (b == 0x22 || b == 0x5c || b < 0x20 || b >= 0x7f) break;
         q++;
       }
       if (q > p) {
-        if (capturing) this.appendRun(p, q - p);
+        if (capturing) {
+          if (
+            this.capture == CAP_KEY &&
+            this.captureLength == 0 &&
+            q < end &&
+            load<u8>(q) == 0x22 &&
+            this.highSurrogate == 0
+          ) {
+            // A whole key within this chunk: matched in place, without a copy.
+            this.directKey = p;
+            this.captureLength = <i32>(q - p);
+          } else {
+            this.appendRun(p, q - p);
+          }
+        }
         p = q;
         if (p == end) return p;
       }
@@ -768,7 +839,12 @@ export class JsonScanner {
       const n = this.captureLength;
       if (capture == CAP_KEY && n <= MAX_KEY_BYTES && !this.captureBad) {
         const parent = unchecked(this.matchNodes[this.depth]);
-        node = this.schema.find(parent, changetype<usize>(this.key), n);
+        const key = this.directKey != 0 ? this.directKey : changetype<usize>(this.key);
+        // Most keys are in no schema: a bit per (length, first byte) of the parent's keys rules
+        // them out before any comparison.
+        if (n > 0 && (unchecked(this.keyFilter[parent]) & keyBit(n, load<u8>(key))) != 0) {
+          node = this.schema.find(parent, key, n);
+        }
       }
       this.pending = node;
       if (node > 0) this.forget(node);

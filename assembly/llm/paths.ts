@@ -70,14 +70,15 @@ export function compileShape(shape: string): PathShape {
   } else if (text.startsWith("POST ")) {
     text = text.substring(5);
   }
-  let literal = "";
+  // Literal runs are cut out whole (substring), not built a character at a time: compiling the
+  // default shapes then leaves a few dozen strings of garbage, not thousands.
+  let start = 0;
   let i = 0;
   const n = text.length;
   while (i < n) {
     const c = text.charCodeAt(i);
     if (c == 0x2a /* * */ || (c == 0x7b /* { */ && text.indexOf("}", i) > i)) {
-      if (literal.length > 0) s.pieces.push(literal);
-      literal = "";
+      if (i > start) s.pieces.push(text.substring(start, i));
       if (c == 0x7b) {
         const close = text.indexOf("}", i);
         if (text.substring(i + 1, close) == "model") s.modelPiece = s.pieces.length;
@@ -86,12 +87,12 @@ export function compileShape(shape: string): PathShape {
         i++;
       }
       s.pieces.push(null);
+      start = i;
       continue;
     }
-    literal += String.fromCharCode(c);
     i++;
   }
-  if (literal.length > 0) s.pieces.push(literal);
+  if (n > start) s.pieces.push(text.substring(start, n));
   s.api = classify(s.get, text);
   s.native = isNative(s.api, text);
   return s;

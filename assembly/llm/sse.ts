@@ -95,7 +95,7 @@ export class SseReader {
         }
       }
       // The rest of the line, up to the next line end, in one run.
-      let q = p;
+      let q = SseReader.lineEnd(p, end);
       while (q < end) {
         c = <u32>load<u8>(q);
         if (c == 0x0a || c == 0x0d) break;
@@ -104,6 +104,26 @@ export class SseReader {
       if (this.line == L_DATA) this.data(p, q - p);
       p = q;
     }
+  }
+
+  /**
+   * Where the first CR or LF at or after p is, 16 bytes at a time where the build has SIMD; end
+   * or a position before the last 16 bytes when there is none (the caller finishes one by one).
+   */
+  // @ts-ignore: decorator
+  @inline
+  private static lineEnd(p: usize, end: usize): usize {
+    if (ASC_FEATURE_SIMD) {
+      const lf = i8x16.splat(0x0a);
+      const cr = i8x16.splat(0x0d);
+      while (p + 16 <= end) {
+        const v = v128.load(p);
+        const mask = i8x16.bitmask(v128.or(i8x16.eq(v, lf), i8x16.eq(v, cr)));
+        if (mask != 0) return p + <usize>ctz(mask);
+        p += 16;
+      }
+    }
+    return p;
   }
 
   /** The stream ended: an event still open counts if its data is a complete document. */

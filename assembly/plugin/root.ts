@@ -22,10 +22,12 @@ import {
   TAG_RESPONSE_MODEL,
   TAG_USAGE,
   TAG_STREAM,
+  USAGE_STATUSES,
   ISSUE_NAMES,
   ISSUE_CARDINALITY_OVERFLOW,
   METRIC_CONFIG_PROBLEMS,
 } from "../telemetry/names";
+import { SeriesTable } from "../telemetry/series";
 import { Usage, NO_COUNT } from "../llm/usage";
 import {
   getProperty,
@@ -40,6 +42,39 @@ import {
   logEnabled,
   LogLevel,
 } from "../host/host";
+
+// Metric slots of a series (telemetry/series.ts). The first FIXED_SLOTS (8) are what most calls
+// use and are kept per series; the rest (rarer statuses, cached, reasoning and cache-write tokens) are kept
+// only once used.
+const SLOT_PROMPT: i32 = 0;
+const SLOT_COMPLETION: i32 = 1;
+const SLOT_DURATION_MS: i32 = 2;
+const SLOT_FIRST_TOKEN_MS: i32 = 3;
+/** asm_llm_proxy_requests: + 2 * usage status (USAGE_STATUSES) + stream, 14 slots. */
+const SLOT_REQUESTS: i32 = 4;
+const SLOT_CACHED: i32 = 18;
+const SLOT_REASONING: i32 = 19;
+const SLOT_CACHE_WRITE: i32 = 20;
+/** The metric of a slot other than SLOT_REQUESTS's. */
+function slotMetric(slot: i32): string {
+  if (slot == SLOT_PROMPT) return METRIC_PROMPT_TOKENS;
+  if (slot == SLOT_COMPLETION) return METRIC_COMPLETION_TOKENS;
+  if (slot == SLOT_DURATION_MS) return METRIC_DURATION_MS;
+  if (slot == SLOT_FIRST_TOKEN_MS) return METRIC_FIRST_TOKEN_MS;
+  if (slot == SLOT_CACHED) return METRIC_CACHED_TOKENS;
+  return slot == SLOT_CACHE_WRITE ? METRIC_CACHE_WRITE_TOKENS : METRIC_REASONING_TOKENS;
+}
+
+/**
+ * Metrics defined since the last collection. Each definition leaves its stat name behind as
+ * garbage (a few hundred bytes per string), so exports.ts collects early after a burst of new
+ * series instead of letting that garbage grow linear memory.
+ */
+export let definedSinceCollect: i32 = 0;
+
+export function collected(): void {
+  definedSinceCollect = 0;
+}
 
 /** What one finished LLM call reports to the metrics. */
 export class CallRecord {
@@ -83,10 +118,14 @@ export class Root {
   workload: string = UNKNOWN;
   namespace: string = UNKNOWN;
 
-  /** Metric ids by full stat name: Envoy hands out a new id for every define call. */
-  private metrics: Map<string, u32> = new Map<string, u32>();
-  /** Distinct dimension suffixes (destination, model) counted so far, up to config.maxSeries. */
-  private series: Set<string> = new Set<string>();
+  /**
+   * Metric ids per series (Envoy hands out a new id for every define call), and the series
+   * counted so far, up to config.maxSeries plus the folded "other" one.
+   */
+  private table: SeriesTable = new SeriesTable();
+  private foldedSeries: i32 = -1;
+  /** The suffix of the series of the call being recorded, once built. */
+  private builtSuffix: string | null = null;
   /** Issue counter ids, defined on first use. */
   private issueIds: StaticArray<i64> = new StaticArray<i64>(ISSUE_NAMES.length);
   /** The configuration-problems gauge id, defined at the first configure. */
@@ -102,6 +141,9 @@ export class Root {
     const routing = result.config.routing;
     // Keys named by api_key_env come from the VM environment, read once here, never per request.
     if (routing.active) resolveKeys(routing, needsEnvironment(routing) ? environment() : [], result.errors);
+    // Series keys have the shape of the configured dimensions: start afresh.
+    this.table.clear();
+    this.foldedSeries = -1;
     for (let i = 0; i < result.errors.length; i++) {
       log(LogLevel.Warn, "asm-llm-proxy: " + result.errors[i]);
     }
@@ -127,60 +169,77 @@ export class Root {
   }
 
   /**
-   * The dimensions part of the stat names of a call, within the series cap: a pair (destination,
-   * model, and the opt-in dimensions) not seen before in this VM is folded into "other" once the
-   * VM has counted config.maxSeries of them.
+   * The series of a call, within the series cap: a set of dimension values (destination, model,
+   * and the opt-in dimensions) not seen before in this VM is folded into "other" once the VM has
+   * counted config.maxSeries of them. Found from the values alone: no stat name is built.
    */
-  private dimensions(r: CallRecord): string {
+  private seriesOf(r: CallRecord): i32 {
     const config = this.config;
-    let extra = "";
-    if (config.responseModelDimension) extra += "|" + TAG_RESPONSE_MODEL + "=" + tagValue(r.responseModel);
+    const t = this.table;
+    t.begin();
+    t.part(tagValue(r.destination));
+    t.part(tagValue(r.model));
+    if (config.responseModelDimension) t.part(tagValue(r.responseModel));
     const names = config.headerNames;
     // A stream that started under an earlier configuration may carry fewer header values.
-    for (let i = 0; i < names.length; i++) {
-      extra += "|llmproxy_" + names[i] + "=" + (i < r.headers.length ? tagValue(r.headers[i]) : UNKNOWN);
-    }
-    const suffix =
-      tagSuffix(this.workload, this.namespace, tagValue(r.destination), tagValue(r.model)) + extra;
-    if (this.series.has(suffix)) return suffix;
-    if (this.series.size < config.maxSeries) {
-      this.series.add(suffix);
-      return suffix;
-    }
+    for (let i = 0; i < names.length; i++) t.part(i < r.headers.length ? tagValue(r.headers[i]) : UNKNOWN);
+    const found = t.find();
+    if (found >= 0) return found;
+    if (t.size - (this.foldedSeries >= 0 ? 1 : 0) < config.maxSeries) return t.add();
     this.issue(ISSUE_CARDINALITY_OVERFLOW);
-    let folded = "";
-    if (config.responseModelDimension) folded += "|" + TAG_RESPONSE_MODEL + "=" + OTHER;
-    for (let i = 0; i < names.length; i++) folded += "|llmproxy_" + names[i] + "=" + OTHER;
-    return tagSuffix(this.workload, this.namespace, OTHER, OTHER) + folded;
+    if (this.foldedSeries >= 0) return this.foldedSeries;
+    t.begin();
+    t.part(OTHER);
+    t.part(OTHER);
+    if (config.responseModelDimension) t.part(OTHER);
+    for (let i = 0; i < names.length; i++) t.part(OTHER);
+    // A call whose own values were "other" may have created this series before the cap.
+    const other = t.find();
+    this.foldedSeries = other >= 0 ? other : t.add();
+    return this.foldedSeries;
+  }
+
+  /**
+   * The dimensions part of the stat names of a series: built only when a metric is defined, and
+   * then once for all the metrics a call defines.
+   */
+  private suffix(r: CallRecord, folded: bool): string {
+    const built = this.builtSuffix;
+    if (built !== null) return built;
+    const config = this.config;
+    let extra = "";
+    if (config.responseModelDimension) {
+      extra += "|" + TAG_RESPONSE_MODEL + "=" + (folded ? OTHER : tagValue(r.responseModel));
+    }
+    const names = config.headerNames;
+    for (let i = 0; i < names.length; i++) {
+      const value = folded ? OTHER : i < r.headers.length ? tagValue(r.headers[i]) : UNKNOWN;
+      extra += "|llmproxy_" + names[i] + "=" + value;
+    }
+    const suffix = folded
+      ? tagSuffix(this.workload, this.namespace, OTHER, OTHER) + extra
+      : tagSuffix(this.workload, this.namespace, tagValue(r.destination), tagValue(r.model)) + extra;
+    this.builtSuffix = suffix;
+    return suffix;
   }
 
   /** Counts a finished LLM call: the request, its tokens and its latency. */
   record(r: CallRecord): void {
-    const dims = this.dimensions(r);
-    this.add(
-      METRIC_REQUESTS +
-        dims +
-        "|" +
-        TAG_USAGE +
-        "=" +
-        r.usageStatus +
-        "|" +
-        TAG_STREAM +
-        "=" +
-        (r.stream ? "true" : "false"),
-      1,
-    );
+    const series = this.seriesOf(r);
+    this.builtSuffix = null;
+    const status = USAGE_STATUSES.indexOf(r.usageStatus);
+    if (status >= 0) this.add(series, SLOT_REQUESTS + status * 2 + (r.stream ? 1 : 0), r, 1);
     const usage = r.usage;
     if (usage !== null) {
-      if (usage.prompt > 0) this.add(METRIC_PROMPT_TOKENS + dims, <u64>usage.prompt);
-      if (usage.completion > 0) this.add(METRIC_COMPLETION_TOKENS + dims, <u64>usage.completion);
-      if (usage.cached > 0) this.add(METRIC_CACHED_TOKENS + dims, <u64>usage.cached);
-      if (usage.reasoning > 0) this.add(METRIC_REASONING_TOKENS + dims, <u64>usage.reasoning);
-      if (usage.cacheWrite > 0) this.add(METRIC_CACHE_WRITE_TOKENS + dims, <u64>usage.cacheWrite);
+      if (usage.prompt > 0) this.add(series, SLOT_PROMPT, r, <u64>usage.prompt);
+      if (usage.completion > 0) this.add(series, SLOT_COMPLETION, r, <u64>usage.completion);
+      if (usage.cached > 0) this.add(series, SLOT_CACHED, r, <u64>usage.cached);
+      if (usage.reasoning > 0) this.add(series, SLOT_REASONING, r, <u64>usage.reasoning);
+      if (usage.cacheWrite > 0) this.add(series, SLOT_CACHE_WRITE, r, <u64>usage.cacheWrite);
     }
     if (r.stream && r.firstTokenMs != NO_COUNT)
-      this.sample(METRIC_FIRST_TOKEN_MS + dims, <u64>r.firstTokenMs);
-    if (r.durationMs != NO_COUNT) this.sample(METRIC_DURATION_MS + dims, <u64>r.durationMs);
+      this.sample(series, SLOT_FIRST_TOKEN_MS, r, <u64>r.firstTokenMs);
+    if (r.durationMs != NO_COUNT) this.sample(series, SLOT_DURATION_MS, r, <u64>r.durationMs);
   }
 
   /** Counts one occurrence of the filter's own trouble. */
@@ -194,25 +253,49 @@ export class Root {
     incrementCounter(<u32>id, 1);
   }
 
-  /** The id of a metric by full name, defined on first use; -1 when the proxy refuses it. */
-  private id(name: string, histogram: bool): i64 {
-    if (this.metrics.has(name)) return <i64>this.metrics.get(name);
+  /**
+   * The id of a metric of a series, defined on first use; -1 when the proxy refuses it. Only
+   * here, once per metric and series, is a stat name built.
+   */
+  private id(series: i32, slot: i32, r: CallRecord): i64 {
+    const known = this.table.id(series, slot);
+    if (known >= 0) return known;
+    const histogram = slot == SLOT_FIRST_TOKEN_MS || slot == SLOT_DURATION_MS;
+    let name = this.suffix(r, series == this.foldedSeries);
+    if (slot >= SLOT_REQUESTS && slot < SLOT_CACHED) {
+      const status = (slot - SLOT_REQUESTS) >> 1;
+      const stream = (slot - SLOT_REQUESTS) & 1 ? "true" : "false";
+      name =
+        METRIC_REQUESTS +
+        name +
+        "|" +
+        TAG_USAGE +
+        "=" +
+        USAGE_STATUSES[status] +
+        "|" +
+        TAG_STREAM +
+        "=" +
+        stream;
+    } else {
+      name = slotMetric(slot) + name;
+    }
     const defined = histogram ? defineHistogram(name) : defineCounter(name);
     if (defined < 0) {
       log(LogLevel.Warn, "asm-llm-proxy: the proxy refused to define metric " + name);
       return -1;
     }
-    this.metrics.set(name, <u32>defined);
+    this.table.setId(series, slot, <u32>defined);
+    definedSinceCollect++;
     return defined;
   }
 
-  private add(name: string, delta: u64): void {
-    const id = this.id(name, false);
+  private add(series: i32, slot: i32, r: CallRecord, delta: u64): void {
+    const id = this.id(series, slot, r);
     if (id >= 0) incrementCounter(<u32>id, delta);
   }
 
-  private sample(name: string, value: u64): void {
-    const id = this.id(name, true);
+  private sample(series: i32, slot: i32, r: CallRecord, value: u64): void {
+    const id = this.id(series, slot, r);
     if (id >= 0) recordHistogram(<u32>id, value);
   }
 }

@@ -61,6 +61,16 @@ import {
   USAGE_ABORTED,
   USAGE_ERROR,
   UNKNOWN,
+  STATE_TOTAL_TOKENS,
+  STATE_CACHED_TOKENS,
+  STATE_REASONING_TOKENS,
+  STATE_CACHE_WRITE_TOKENS,
+  STATE_RESPONSE_MODEL,
+  STATE_REQUEST_STREAM,
+  STATE_USAGE,
+  STATE_FIRST_TOKEN_MS,
+  STATE_DURATION_MS,
+  STATE_MS_PER_OUTPUT_TOKEN,
   ISSUE_ENCODED_BODY,
   ISSUE_PARSE_ERROR,
   serviceFromCluster,
@@ -69,10 +79,14 @@ import {
 } from "../telemetry/names";
 import {
   getHeader,
+  headerChoice,
+  loadHeaders,
+  dropHeaders,
   removeHeader,
   replaceHeader,
   getProperty,
   setProperty,
+  setPropertyCount,
   readBuffer,
   replaceBuffer,
   bufferLength,
@@ -87,6 +101,8 @@ import {
 import { Root, CallRecord, firstProperty } from "./root";
 
 const H_METHOD = String.UTF8.encode(":method");
+const V_POST = String.UTF8.encode("POST");
+const V_GET = String.UTF8.encode("GET");
 const H_PATH = String.UTF8.encode(":path");
 const H_AUTHORITY = String.UTF8.encode(":authority");
 const H_STATUS = String.UTF8.encode(":status");
@@ -225,9 +241,11 @@ function returnSseReader(r: SseReader): void {
 
 /**
  * Chunks are read in windows of at most this size, so that plugin memory does not grow to the
- * size of the largest chunk Envoy ever delivers (the host copies what it hands over).
+ * size of the largest chunk Envoy ever delivers (the host copies what it hands over). Most of
+ * Envoy's chunks are smaller (HTTP/2 frames are 16 KiB), so a chunk is usually read whole, with
+ * one host call; larger ones cost one call per 32 KiB.
  */
-const WINDOW: usize = 16384;
+const WINDOW: usize = 32768;
 /** The last request chunk is read whole for usage injection only up to this size. */
 const MAX_INJECT_CHUNK: usize = 65536;
 
@@ -255,6 +273,11 @@ const bodyUsage = new Usage();
 /** Likewise the record handed to Root.record. */
 const callRecord = new CallRecord();
 
+const NO_HEADERS: string[] = [];
+
+/** Opt-in keys that need the time of the first response byte of a call that is not streamed. */
+const FIRST_BYTE_STATE: u32 = STATE_FIRST_TOKEN_MS | STATE_MS_PER_OUTPUT_TOKEN;
+
 const ERROR_NAMES: string[] = ["none", "syntax error", "nesting too deep", "truncated"];
 
 function startsWithIgnoreCase(value: string, prefix: string): bool {
@@ -267,8 +290,8 @@ export class Stream {
   llm: bool = false;
   authority: string = "";
   path: string = "";
-  /** Values of the configured header dimensions. */
-  headers: string[] = [];
+  /** Values of the configured header dimensions (none: a shared empty array, no allocation). */
+  headers: string[] = NO_HEADERS;
   request: JsonScanner | null = null;
   /** The response body is one JSON document. */
   response: JsonScanner | null = null;
@@ -319,15 +342,23 @@ export class Stream {
   }
 
   onRequestHeaders(endOfStream: bool): void {
-    const method = getHeader(HeaderMapType.RequestHeaders, H_METHOD);
-    if (method === null) return;
+    // Only a POST (or a GET, where a GET shape is configured) can be an LLM call: :method
+    // compared as bytes, nothing decoded for other requests.
     const config = this.root.config;
-    const get = method == "GET";
-    const post = method == "POST";
-    if (!post && !(get && config.getShapes)) return;
+    const method = headerChoice(HeaderMapType.RequestHeaders, H_METHOD, V_POST, V_GET);
+    const post = method == 0;
+    if (!post && !(method == 1 && config.getShapes)) return;
+    // The headers read below come from one copy of the whole map: one host call, not one each.
+    loadHeaders(HeaderMapType.RequestHeaders);
+    this.readRequestHeaders(endOfStream, post);
+    dropHeaders();
+  }
+
+  private readRequestHeaders(endOfStream: bool, post: bool): void {
+    const config = this.root.config;
     const path = getHeader(HeaderMapType.RequestHeaders, H_PATH);
     if (path === null) return;
-    let shape = config.matchShape(get, path);
+    let shape = config.matchShape(!post, path);
     // Where the match found a model in the path (module state of paths.ts, kept before any
     // other match).
     let from = modelStart;
@@ -446,7 +477,8 @@ export class Stream {
       const stream =
         pathStreams(shape.api) || (shape.api == API_RESPONSES_GET && queryHas(path, "stream=true"));
       this.streamed = stream;
-      setProperty(P_REQUEST_STREAM, stream ? "true" : "false");
+      if (this.root.config.filterState & STATE_REQUEST_STREAM)
+        setProperty(P_REQUEST_STREAM, stream ? "true" : "false");
     }
   }
 
@@ -611,7 +643,8 @@ export class Stream {
           ? !(scanner.has(REQUEST_STREAM) && !scanner.bool(REQUEST_STREAM))
           : scanner.has(REQUEST_STREAM) && scanner.bool(REQUEST_STREAM);
     if (stream) this.streamed = true;
-    setProperty(P_REQUEST_STREAM, stream ? "true" : "false");
+    if (this.root.config.filterState & STATE_REQUEST_STREAM)
+      setProperty(P_REQUEST_STREAM, stream ? "true" : "false");
   }
 
   /**
@@ -645,6 +678,13 @@ export class Stream {
 
   onResponseHeaders(endOfStream: bool): void {
     if (!this.llm) return;
+    // :status, content-type and content-encoding from one copy of the map: one host call.
+    loadHeaders(HeaderMapType.ResponseHeaders);
+    this.readResponseHeaders(endOfStream);
+    dropHeaders();
+  }
+
+  private readResponseHeaders(endOfStream: bool): void {
     const status = getHeader(HeaderMapType.ResponseHeaders, H_STATUS);
     if (status === null || status.length != 3 || !status.startsWith("2")) {
       this.usageStatus = USAGE_ERROR;
@@ -712,10 +752,14 @@ export class Stream {
 
   onResponseBody(size: usize, endOfStream: bool): void {
     if (!this.llm || this.completed) return;
-    if (this.firstByteMs < 0 && size > 0) {
-      // Time to the first byte of the body: for a stream, the first token.
+    const published = this.root.config.filterState;
+    if (this.firstByteMs < 0 && size > 0 && (this.streamed || published & FIRST_BYTE_STATE)) {
+      // Time to the first byte of the body: for a stream, the first token. Only a stream's
+      // histogram and two opt-in keys use it, so a call that is not streamed reads no clock here.
       this.firstByteMs = this.elapsedMs();
-      if (this.firstByteMs >= 0) setProperty(P_FIRST_TOKEN_MS, this.firstByteMs.toString());
+      if (this.firstByteMs >= 0 && published & STATE_FIRST_TOKEN_MS) {
+        setPropertyCount(P_FIRST_TOKEN_MS, this.firstByteMs);
+      }
     }
     if (this.response !== null || this.events !== null || this.messages !== null) {
       feedWindows(this.response, this.events, BufferType.HttpResponseBody, size, this.messages);
@@ -746,12 +790,30 @@ export class Stream {
     // A Responses API response polled again after it was counted: described, not counted again.
     const repeated = this.countedBefore(usage);
     const durationMs = this.elapsedMs();
-    if (usage !== null) this.publishUsage(usage);
+    const published = this.root.config.filterState;
+    const config = this.root.config;
+    // Decoded once, and only when something uses it: its filter state, the model when the request
+    // named none, or the opt-in metric dimension.
+    let responseModel =
+      usage !== null &&
+      (!this.modelFromRequest || published & STATE_RESPONSE_MODEL || config.responseModelDimension)
+        ? usage.model
+        : null;
+    if (usage !== null) this.publishUsage(usage, responseModel, published);
+    // A response read whole that names no model (Bedrock Converse, Cohere) was answered by the
+    // request's.
+    if (responseModel === null && usage !== null) responseModel = this.model;
     const status = this.statusOf(usage);
-    setProperty(P_USAGE, status);
+    if (published & STATE_USAGE) setProperty(P_USAGE, status);
     if (durationMs >= 0) {
-      setProperty(P_DURATION_MS, durationMs.toString());
-      if (usage !== null && usage.completion > 0 && this.firstByteMs >= 0 && durationMs >= this.firstByteMs) {
+      if (published & STATE_DURATION_MS) setPropertyCount(P_DURATION_MS, durationMs);
+      if (
+        published & STATE_MS_PER_OUTPUT_TOKEN &&
+        usage !== null &&
+        usage.completion > 0 &&
+        this.firstByteMs >= 0 &&
+        durationMs >= this.firstByteMs
+      ) {
         setProperty(P_MS_PER_OUTPUT_TOKEN, perToken(durationMs - this.firstByteMs, usage.completion));
       }
     }
@@ -759,10 +821,6 @@ export class Stream {
     r.destination = this.destination();
     const model = this.model;
     r.model = model !== null ? model : UNKNOWN;
-    // A response read whole that names no model (Bedrock Converse, Cohere) was answered by the
-    // request's.
-    let responseModel = usage !== null ? usage.model : null;
-    if (responseModel === null && usage !== null) responseModel = this.model;
     r.responseModel = responseModel !== null ? responseModel : UNKNOWN;
     r.headers = this.headers;
     r.usage = repeated ? null : usage;
@@ -879,25 +937,34 @@ export class Stream {
     return USAGE_MISSING;
   }
 
-  private publishUsage(usage: Usage): void {
-    const responseModel = usage.model;
+  private publishUsage(usage: Usage, responseModel: string | null, published: u32): void {
     if (responseModel !== null) {
-      setProperty(P_RESPONSE_MODEL, responseModel);
+      if (published & STATE_RESPONSE_MODEL) setProperty(P_RESPONSE_MODEL, responseModel);
       if (!this.modelFromRequest) {
         this.model = responseModel;
         setProperty(P_REQUEST_MODEL, responseModel);
       }
-    } else {
+    } else if (published & STATE_RESPONSE_MODEL) {
+      // The response names no model (Bedrock Converse, Cohere): the request's answered.
       const model = this.model;
       if (model !== null) setProperty(P_RESPONSE_MODEL, model);
     }
-    if (usage.prompt != NO_COUNT) setProperty(P_PROMPT_TOKENS, usage.prompt.toString());
-    if (usage.completion != NO_COUNT) setProperty(P_COMPLETION_TOKENS, usage.completion.toString());
-    const total = usage.totalTokens;
-    if (total != NO_COUNT) setProperty(P_TOTAL_TOKENS, total.toString());
-    if (usage.cached != NO_COUNT) setProperty(P_CACHED_TOKENS, usage.cached.toString());
-    if (usage.reasoning != NO_COUNT) setProperty(P_REASONING_TOKENS, usage.reasoning.toString());
-    if (usage.cacheWrite != NO_COUNT) setProperty(P_CACHE_WRITE_TOKENS, usage.cacheWrite.toString());
+    if (usage.prompt != NO_COUNT) setPropertyCount(P_PROMPT_TOKENS, usage.prompt);
+    if (usage.completion != NO_COUNT) setPropertyCount(P_COMPLETION_TOKENS, usage.completion);
+    // The other keys only when configured (`filter_state`): each is a host call and a
+    // filter-state object in Envoy on every call.
+    if (published & STATE_TOTAL_TOKENS) {
+      const total = usage.totalTokens;
+      if (total != NO_COUNT) setPropertyCount(P_TOTAL_TOKENS, total);
+    }
+    if (published & STATE_CACHED_TOKENS && usage.cached != NO_COUNT)
+      setPropertyCount(P_CACHED_TOKENS, usage.cached);
+    if (published & STATE_REASONING_TOKENS && usage.reasoning != NO_COUNT) {
+      setPropertyCount(P_REASONING_TOKENS, usage.reasoning);
+    }
+    if (published & STATE_CACHE_WRITE_TOKENS && usage.cacheWrite != NO_COUNT) {
+      setPropertyCount(P_CACHE_WRITE_TOKENS, usage.cacheWrite);
+    }
   }
 
   /** Milliseconds since the request headers, or -1 when the clock did not answer. */

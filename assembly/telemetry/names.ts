@@ -55,6 +55,16 @@ export const USAGE_ENCODED = "encoded";
 export const USAGE_PARSE_ERROR = "parse_error";
 export const USAGE_ABORTED = "aborted";
 export const USAGE_ERROR = "error";
+/** Every value of llmproxy_usage, in the order of the plugin's metric slots. */
+export const USAGE_STATUSES: string[] = [
+  USAGE_PRESENT,
+  USAGE_MISSING,
+  USAGE_INJECTED,
+  USAGE_ENCODED,
+  USAGE_PARSE_ERROR,
+  USAGE_ABORTED,
+  USAGE_ERROR,
+];
 
 /** Dimension names a configured header may not take. */
 const RESERVED_DIMENSIONS: string[] = [
@@ -155,24 +165,25 @@ export function tagValue(value: string): string {
  * Each value must already have passed through tagValue.
  */
 export function tagSuffix(workload: string, namespace: string, destination: string, model: string): string {
-  return (
-    "|" +
-    TAG_SOURCE_WORKLOAD +
-    "=" +
-    workload +
-    "|" +
-    TAG_SOURCE_NAMESPACE +
-    "=" +
-    namespace +
-    "|" +
-    TAG_DESTINATION_SERVICE +
-    "=" +
-    destination +
-    "|" +
-    TAG_MODEL +
-    "=" +
-    model
-  );
+  // One join rather than a chain of concatenations: a single allocation of the result.
+  return [
+    "|",
+    TAG_SOURCE_WORKLOAD,
+    "=",
+    workload,
+    "|",
+    TAG_SOURCE_NAMESPACE,
+    "=",
+    namespace,
+    "|",
+    TAG_DESTINATION_SERVICE,
+    "=",
+    destination,
+    "|",
+    TAG_MODEL,
+    "=",
+    model,
+  ].join("");
 }
 
 /**
@@ -219,4 +230,46 @@ export function asciiLower(s: string): string {
     out[j] = String.fromCharCode(c >= 0x41 && c <= 0x5a ? c + 0x20 : c);
   }
   return out.join("");
+}
+
+/**
+ * Filter-state keys beyond the seed's three (request_model, request_prompt_tokens,
+ * request_completion_tokens, always published), each published only when the `filter_state`
+ * option lists it: one bit per key, in the order of STATE_NAMES.
+ */
+export const STATE_TOTAL_TOKENS: u32 = 1 << 0;
+export const STATE_CACHED_TOKENS: u32 = 1 << 1;
+export const STATE_REASONING_TOKENS: u32 = 1 << 2;
+export const STATE_RESPONSE_MODEL: u32 = 1 << 3;
+export const STATE_REQUEST_STREAM: u32 = 1 << 4;
+export const STATE_USAGE: u32 = 1 << 5;
+export const STATE_FIRST_TOKEN_MS: u32 = 1 << 6;
+export const STATE_DURATION_MS: u32 = 1 << 7;
+export const STATE_MS_PER_OUTPUT_TOKEN: u32 = 1 << 8;
+export const STATE_CACHE_WRITE_TOKENS: u32 = 1 << 9;
+export const STATE_NAMES: string[] = [
+  "request_total_tokens",
+  "request_cached_tokens",
+  "request_reasoning_tokens",
+  "response_model",
+  "request_stream",
+  "usage",
+  "first_token_ms",
+  "duration_ms",
+  "ms_per_output_token",
+  "request_cache_write_tokens",
+];
+export const STATE_ALL: u32 = (1 << 10) - 1;
+/** Always published; accepted in `filter_state` and changing nothing. */
+const STATE_ALWAYS: string[] = ["request_model", "request_prompt_tokens", "request_completion_tokens"];
+
+/**
+ * The bit of a `filter_state` entry (a key name without the `asm.llmproxy.` prefix, or `all`),
+ * 0 for a key that is always published, -1 for an unknown name.
+ */
+export function stateBits(name: string): i64 {
+  if (name == "all") return STATE_ALL;
+  const i = STATE_NAMES.indexOf(name);
+  if (i >= 0) return 1 << i;
+  return STATE_ALWAYS.includes(name) ? 0 : -1;
 }
