@@ -235,7 +235,11 @@ export class LeanHost {
         h.count("environ_sizes_get");
         const v = h.view();
         v.setUint32(count, h.environ.length, true);
-        v.setUint32(size, h.environ.reduce((n, e) => n + e.length, 0), true);
+        v.setUint32(
+          size,
+          h.environ.reduce((n, e) => n + e.length, 0),
+          true,
+        );
         return OK;
       },
       environ_get(array: number, buf: number) {

@@ -27,7 +27,10 @@ import {
 test("seed over loopback HTTP: the curl calls completed, access-log fields, Prometheus lines", async () => {
   const upstream = await startMockUpstream();
   try {
-    const host = await ProxyWasmHost.load(WASM, { ...SEED_HOST, pluginConfig: { ...PLUGIN_CONFIG, ...ALL_FILTER_STATE } });
+    const host = await ProxyWasmHost.load(WASM, {
+      ...SEED_HOST,
+      pluginConfig: { ...PLUGIN_CONFIG, ...ALL_FILTER_STATE },
+    });
     const logs = [];
     for (const call of CALLS) {
       const { [":method"]: method, [":path"]: path, [":authority"]: authority, ...headers } = call.headers;
@@ -75,7 +78,10 @@ test("seed over loopback HTTP: the curl calls completed, access-log fields, Prom
 test("a streamed call over loopback HTTP: the client's model kept, usage from the last event", async () => {
   const upstream = await startMockUpstream();
   try {
-    const host = await ProxyWasmHost.load(WASM, { ...SEED_HOST, pluginConfig: { ...PLUGIN_CONFIG, ...ALL_FILTER_STATE } });
+    const host = await ProxyWasmHost.load(WASM, {
+      ...SEED_HOST,
+      pluginConfig: { ...PLUGIN_CONFIG, ...ALL_FILTER_STATE },
+    });
     const body = JSON.stringify({
       model: "qwen-turbo",
       stream: true,
