@@ -36,7 +36,7 @@ export class SeriesTable {
   private addresses: Array<u32> = [];
   private lengths: Array<u32> = [];
   private hashes: Array<u32> = [];
-  /** Blocks of BLOCK * SERIES_SLOTS ids, -1 where no metric was defined yet. */
+  /** Blocks of BLOCK * FIXED_SLOTS ids, -1 where no metric was defined yet. */
   private blocks: Array<usize> = [];
   /** Open addressing: series index + 1, 0 for an empty slot. */
   private slots: StaticArray<i32> = new StaticArray<i32>(64);
