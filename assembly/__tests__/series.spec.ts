@@ -48,6 +48,24 @@ describe("SeriesTable", () => {
       expect(t.id(s, i % SERIES_SLOTS)).toBe(i);
     }
   });
+  it("keeps keys longer than an arena chunk, and finds them again after a clear", () => {
+    const t = new SeriesTable();
+    const long = "m".repeat(3000);
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < 200; i++) {
+        key(t, i % 50 == 7 ? long + i.toString() : "host", "model-" + i.toString());
+        expect(t.find()).toBe(-1);
+        t.setId(t.add(), 1, <u32>(i + round));
+      }
+      for (let i = 0; i < 200; i++) {
+        key(t, i % 50 == 7 ? long + i.toString() : "host", "model-" + i.toString());
+        const s = t.find();
+        expect(s).toBe(i);
+        expect(t.id(s, 1)).toBe(i + round);
+      }
+      t.clear();
+    }
+  });
   it("forgets everything on clear", () => {
     const t = new SeriesTable();
     key(t, "h", "m");

@@ -35,7 +35,8 @@ function takeString(result: u32): string | null {
   if (result != WasmResult.Ok) return null;
   const ptr = load<usize>(OUT_PTR);
   const size = load<usize>(OUT_SIZE);
-  const value = String.UTF8.decodeUnsafe(ptr, size);
+  // An empty value (a route without a name) is the static "", not a new string.
+  const value = size == 0 ? "" : String.UTF8.decodeUnsafe(ptr, size);
   release(ptr);
   return value;
 }
@@ -170,7 +171,7 @@ function releaseValue(): void {
 /** A header of the given map, or null. Only readable during that map's headers callback. */
 export function getHeader(map: i32, name: ArrayBuffer): string | null {
   if (!findHeader(map, name)) return null;
-  const value = String.UTF8.decodeUnsafe(valuePtr, valueSize);
+  const value = valueSize == 0 ? "" : String.UTF8.decodeUnsafe(valuePtr, valueSize);
   releaseValue();
   return value;
 }

@@ -96,10 +96,14 @@ export function jsonString(s: string): string {
  * `model` is a JSON string literal already (`jsonString`, done once per configuration).
  */
 export function members(model: string | null, stream: i8, extra: string, empty: bool): string {
-  let out = "";
-  if (model !== null) out += ',"model":' + model;
-  if (stream >= 0) out += ',"stream":' + (stream > 0 ? "true" : "false");
-  out += extra;
+  // Runs on every provider call: each member is joined once, never onto an empty string.
+  let out = model !== null ? ',"model":' + model : "";
+  if (stream >= 0) out = joined(out, stream > 0 ? ',"stream":true' : ',"stream":false');
+  out = joined(out, extra);
   if (empty && out.length > 0) out = out.substring(1);
   return out;
+}
+
+function joined(a: string, b: string): string {
+  return b.length == 0 ? a : a.length == 0 ? b : a + b;
 }

@@ -13,6 +13,28 @@ export const MAX_KEY_BYTES: i32 = 32;
 export const MAX_STRING_BYTES: i32 = 256;
 
 /**
+ * What the schemas built once per VM share, since they hold the VM's memory for its lifetime:
+ * the one list of a node with nothing below it (most nodes are leaves), and each key's bytes
+ * (the same keys recur under `usage`, `response.usage`, `message.usage` and in every format).
+ */
+const NOTHING_BELOW: Array<i32> = [];
+const KEYS: Array<ArrayBuffer> = [];
+
+/** The one copy of the key `text`. */
+function internKey(text: string): ArrayBuffer {
+  const key = String.UTF8.encode(text);
+  const len = key.byteLength;
+  for (let i = 0, n = KEYS.length; i < n; i++) {
+    const k = unchecked(KEYS[i]);
+    if (k.byteLength == len && memory.compare(changetype<usize>(k), changetype<usize>(key), len) == 0) {
+      return k;
+    }
+  }
+  KEYS.push(key);
+  return key;
+}
+
+/**
  * Node 0 is the top-level object. Every other node is a key below its parent; `add` returns the
  * node id of a leaf, which is also its slot in a scanner's results.
  */
@@ -25,7 +47,10 @@ export class Schema {
   /** Children as linked lists, so a key is compared only with its siblings. */
   firstChild: Array<i32> = [-1];
   nextSibling: Array<i32> = [-1];
-  /** Every node below each node, so that a repeated key can forget its members quickly. */
+  /**
+   * Every node below each node, so that a repeated key can forget its members quickly (read
+   * only: a leaf's list is the shared NOTHING_BELOW).
+   */
   descendants: Array<Array<i32>> = [[]];
   stringBytes: i32 = 0;
 
@@ -41,7 +66,7 @@ export class Schema {
     while (!last) {
       const dot = path.indexOf(".", from);
       last = dot < 0;
-      const key = String.UTF8.encode(path.substring(from, last ? path.length : dot));
+      const key = internKey(path.substring(from, last ? path.length : dot));
       from = dot + 1;
       assert(key.byteLength <= MAX_KEY_BYTES, "schema key too long");
       let child = this.find(node, changetype<usize>(key), key.byteLength);
@@ -54,8 +79,15 @@ export class Schema {
         this.firstChild.push(-1);
         this.nextSibling.push(this.firstChild[node]);
         this.firstChild[node] = child;
-        this.descendants.push([]);
-        for (let a = node; a >= 0; a = this.parents[a]) this.descendants[a].push(child);
+        this.descendants.push(NOTHING_BELOW);
+        for (let a = node; a >= 0; a = this.parents[a]) {
+          let below = this.descendants[a];
+          if (below === NOTHING_BELOW) {
+            below = [];
+            this.descendants[a] = below;
+          }
+          below.push(child);
+        }
         if (childKind == KIND_STRING) {
           this.stringOffsets.push(this.stringBytes);
           this.stringBytes += MAX_STRING_BYTES;

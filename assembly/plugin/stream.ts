@@ -323,6 +323,8 @@ export class Stream {
   insertedStream: i8 = -1;
   /** The upstream cluster, when read in the request headers; "" when read and absent. */
   cluster: string | null = null;
+  /** The service host that cluster names (serviceFromCluster), kept for the metrics' tag. */
+  clusterService: string | null = null;
   /** The provider's host, when the route chose a provider other than the one the authority names. */
   movedTo: string | null = null;
   /** The upstream cluster is the provider's own (Istio's outbound|port||host): the key may go. */
@@ -425,6 +427,7 @@ export class Stream {
     const cluster = firstProperty(CLUSTER_PATHS);
     this.cluster = cluster !== null ? cluster : "";
     const service = cluster !== null ? serviceFromCluster(cluster) : null;
+    this.clusterService = service;
     if (service !== null) {
       const named = provider;
       provider = routing.find(service);
@@ -978,9 +981,13 @@ export class Stream {
   /** The service host of the upstream cluster, else the authority's host, else "unknown". */
   private destination(): string {
     const cached = this.cluster;
-    const cluster = cached !== null && cached.length > 0 ? cached : firstProperty(CLUSTER_PATHS);
-    if (cluster !== null) {
-      const service = serviceFromCluster(cluster);
+    if (cached !== null && cached.length > 0) {
+      // Read in the request headers: its service was found then.
+      const service = this.clusterService;
+      if (service !== null) return service;
+    } else {
+      const cluster = firstProperty(CLUSTER_PATHS);
+      const service = cluster !== null ? serviceFromCluster(cluster) : null;
       if (service !== null) return service;
     }
     if (this.authority.length > 0) return hostFromAuthority(this.authority);
