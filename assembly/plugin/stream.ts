@@ -349,7 +349,13 @@ export class Stream {
     const config = this.root.config;
     const method = headerChoice(HeaderMapType.RequestHeaders, H_METHOD, V_POST, V_GET);
     const post = method == 0;
-    if (!post && !(method == 1 && config.getShapes)) return;
+    if (!post) {
+      if (method != 1 || !config.getShapes) return;
+      // A GET is an LLM call only on a GET shape (the Responses API's polls): its :path alone
+      // decides, before the whole map is copied, so that other GETs cost one small read.
+      const path = getHeader(HeaderMapType.RequestHeaders, H_PATH);
+      if (path === null || config.matchShape(true, path) === null) return;
+    }
     // The headers read below come from one copy of the whole map: one host call, not one each.
     loadHeaders(HeaderMapType.RequestHeaders);
     this.readRequestHeaders(endOfStream, post);
