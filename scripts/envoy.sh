@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # npm run envoy: the plugin in a real Envoy (Docker) in front of the mock LLM upstream, for trying
-# it by hand as in the "Observe LLM traffic" scenario. In another terminal:
-#   curl localhost:10000/compatible-mode/v1/chat/completions -H 'Host: dashscope.aliyuncs.com' \
+# it by hand as in the "Observe LLM traffic" scenario. In another terminal (POST /, no model, no
+# key, as the seed's calls: the plugin's provider routing completes them):
+#   curl localhost:10000/ -H 'Host: dashscope.aliyuncs.com' \
 #     -H 'Content-Type: application/json' -d '{"messages":[{"role":"user","content":"Please introduce yourself."}]}'
-#   curl localhost:10000/compatible-mode/v1/chat/completions -H 'Host: dashscope.aliyuncs.com' \
+#   curl localhost:10000/ -H 'Host: dashscope.aliyuncs.com' \
 #     -H 'Content-Type: application/json' -H 'user-type: subscriber' \
 #     -d '{"messages":[{"role":"user","content":"Please introduce yourself."}]}'
 #   curl -s localhost:9901/stats/prometheus | grep llmproxy

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // End to end against a real Envoy: builds Dockerfile.envoy, starts it with testcontainers in
-// front of the mock upstream (on this host), sends the seed's two requests and a streamed one
-// through port 10000, and checks the access-log lines on Envoy's stdout and the /stats/prometheus
-// lines of its admin port with the same expectations as the host-based tests (tests/seed.ts).
+// front of the strict mock upstream (on this host), sends the seed's two curl calls as written
+// (POST /, no model, no key: the plugin's provider routing completes them, or the mock answers
+// 401 or 404) and a streamed one through port 10000, and checks the access-log lines on Envoy's
+// stdout and the /stats/prometheus lines of its admin port with the same expectations as the
+// host-based tests (tests/seed.ts).
 // Needs a Docker engine; where none answers, the test is reported as skipped with the reason and
 // costs nothing. `npm run test:e2e` runs it alone; E2E_KEEP=1 leaves the container running.
 
