@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // The fields the plugin reads from each LLM API, as scanner schemas, and which of them feed which
-// logical value. One response schema serves every API and every streamed event: its paths never
-// collide, so no provider needs to be detected first. Pure: no host imports.
+// logical value. Two response formats: COMMON_FORMAT reads every OpenAI-style API, the Responses
+// API and Anthropic (their paths never collide, so no provider is detected first); NATIVE_FORMAT
+// adds the fields of the APIs with formats of their own (Gemini, Bedrock, Cohere, Ollama), used
+// only where the path shape names one of them, so that the OpenAI path keeps its cost. Pure: no
+// host imports.
 //
 // | API                                   | model            | prompt / completion                 | cached                                     | reasoning                                   |
 // |---------------------------------------|------------------|-------------------------------------|--------------------------------------------|---------------------------------------------|
