@@ -5,13 +5,13 @@
 // stands in for the sidecar as the README says; access-log formats and Telemetry expressions name
 // only filter-state keys the plugin sets; the dashboard and the rules name only the metrics and
 // labels that the plugin and Istio export; deploy/istio/kustomization.yaml lists every resource and
-// yields valid ones (built as kustomize builds it, and compared with `kubectl kustomize` where it
-// is installed). Each check is shown failing on a broken input too. tests/prometheus.test.ts runs
+// yields valid ones, with and without its opt-in Moonshot split component (built as kustomize
+// builds it, and compared with `kubectl kustomize` where it is installed). Each check is shown failing on a broken input too. tests/prometheus.test.ts runs
 // the same queries on a real Prometheus.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { relative } from "node:path";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { Ajv } from "ajv";
@@ -221,7 +221,6 @@ test("every Istio resource validates against its CRD version, unknown fields ref
     "ServiceEntry",
     "Telemetry",
     "VirtualService",
-    "VirtualService",
     "WasmPlugin",
     "WasmPlugin",
     "WasmPlugin",
@@ -344,51 +343,69 @@ test("the WasmPlugins: oci, https with sha256, file; otherwise the same, FAIL_OP
   assert.equal(schema({ inject_stream_usage: "yes" }), false);
 });
 
-test("the seed's routing: vip-route on user-type subscriber, providers with keys from the proxy's environment", () => {
-  const [plugin] = ofKind("WasmPlugin").filter((d) => d.file.endsWith("istio/wasmplugin.yaml"));
-  const providers: any[] = plugin.doc.spec.pluginConfig.providers;
-  // The DashScope provider is the one the seed test and npm start run with.
-  assert.deepEqual(providers[0], PLUGIN_CONFIG.providers[0]);
-  // Every key comes from the proxy's environment, none from a resource.
-  const env: any[] = plugin.doc.spec.vmConfig.env;
+/**
+ * The routing of a bundle: its providers take their keys from the proxy's environment (each key
+ * named in vmConfig.env, and nothing else there), its VirtualService's routes go to provider hosts
+ * that the same bundle declares with TLS origination from port 80.
+ */
+function routingProblems(bundle: any[]): string[] {
+  const problems: string[] = [];
+  const [plugin] = bundle.filter((r) => r.kind === "WasmPlugin");
+  const providers: any[] = plugin.spec.pluginConfig.providers;
+  const env: any[] = plugin.spec.vmConfig.env;
   for (const p of providers) {
-    assert.equal(p.api_key, undefined, `${p.host}: no inline key in a resource anyone can read`);
-    assert.deepEqual(
-      env.find((e) => e.name === p.api_key_env),
-      { name: p.api_key_env, valueFrom: "HOST" },
-      p.host,
-    );
+    if (p.api_key !== undefined) problems.push(`${p.host}: an inline key in a resource anyone can read`);
+    if (!env.some((e) => e.name === p.api_key_env && e.valueFrom === "HOST" && Object.keys(e).length === 2))
+      problems.push(`${p.host}: ${p.api_key_env} is not taken from the proxy's environment`);
   }
+  // A variable no provider reads would be reported missing for nothing, or hold a key for nothing.
+  for (const e of env)
+    if (!providers.some((p) => p.api_key_env === e.name)) problems.push(`no provider reads ${e.name}`);
   const hosts = new Set(providers.map((p) => p.host));
-  const services = ofKind("VirtualService");
-  assert.equal(services.length, 2);
-  for (const { file, doc } of services) {
-    assert.deepEqual(doc.spec.hosts, ["dashscope.aliyuncs.com"], file);
-    const [vip, rest] = doc.spec.http;
-    assert.equal(vip.name, "vip-route", file);
-    assert.deepEqual(vip.match, [{ headers: { "user-type": { exact: "subscriber" } } }], file);
-    assert.equal(rest.match, undefined, `${file}: the second route is the default route`);
-    assert.ok(
-      Object.keys(providers[0].routes).includes(vip.name),
-      `${file}: the plugin has the route's settings`,
-    );
+  const services = bundle.filter((r) => r.kind === "VirtualService");
+  if (services.length !== 1) problems.push(`${services.length} VirtualServices`);
+  for (const vs of services) {
+    const [vip, rest] = vs.spec.http;
+    if (JSON.stringify(vs.spec.hosts) !== '["dashscope.aliyuncs.com"]') problems.push("hosts");
+    if (vip.name !== "vip-route") problems.push(`first route ${vip.name}`);
+    if (JSON.stringify(vip.match) !== '[{"headers":{"user-type":{"exact":"subscriber"}}}]')
+      problems.push("vip-route's match");
+    if (rest.match !== undefined) problems.push("the second route is not the default route");
+    if (!Object.keys(providers[0].routes).includes(vip.name)) problems.push("no settings for vip-route");
     // Each destination is a provider host with TLS origination from port 80 (so the plugin sees
     // plain HTTP and the cluster outbound|80||<host>).
-    for (const r of doc.spec.http)
+    for (const r of vs.spec.http)
       for (const d of r.route) {
-        assert.ok(hosts.has(d.destination.host), `${file}: ${d.destination.host} is a provider`);
-        assert.equal(d.destination.port.number, 80, file);
-        const dr = ofKind("DestinationRule").find((x) => x.doc.spec.host === d.destination.host);
-        assert.equal(dr?.doc.spec.trafficPolicy.portLevelSettings[0].tls.mode, "SIMPLE", d.destination.host);
-        assert.ok(ofKind("ServiceEntry").some((x) => x.doc.spec.hosts.includes(d.destination.host)));
+        const host = d.destination.host;
+        if (!hosts.has(host)) problems.push(`${host} is not a provider`);
+        if (d.destination.port.number !== 80) problems.push(`${host}: port ${d.destination.port.number}`);
+        const dr = bundle.find((x) => x.kind === "DestinationRule" && x.spec.host === host);
+        if (dr?.spec.trafficPolicy.portLevelSettings[0].tls.mode !== "SIMPLE")
+          problems.push(`${host}: no TLS origination`);
+        if (!bundle.some((x) => x.kind === "ServiceEntry" && x.spec.hosts.includes(host)))
+          problems.push(`${host}: no ServiceEntry`);
       }
   }
-  const split = services.find((d) => d.file.includes("split"))!.doc.spec.http[1].route;
+  return problems;
+}
+
+test("the seed's routing: the bundle configures DashScope alone, vip-route on user-type subscriber", () => {
+  const bundle = kustomize(ISTIO_DIR);
+  assert.deepEqual(routingProblems(bundle), []);
+  const plugin = bundle.find((r) => r.kind === "WasmPlugin");
+  // The DashScope provider is the one the seed test and npm start run with, and the only one:
+  // a platform engineer who follows the seed has its one key, and no problem is reported.
+  assert.deepEqual(plugin.spec.pluginConfig.providers, PLUGIN_CONFIG.providers);
+  assert.deepEqual(plugin.spec.vmConfig.env, [{ name: "DASHSCOPE_API_KEY", valueFrom: "HOST" }]);
+  // Every WasmPlugin file, the alternatives too (the WasmPlugin test keeps them the same).
+  for (const { file, doc } of ofKind("WasmPlugin"))
+    assert.deepEqual(doc.spec.pluginConfig.providers, PLUGIN_CONFIG.providers, file);
+  const [vs] = bundle.filter((r) => r.kind === "VirtualService");
   assert.deepEqual(
-    split.map((d: any) => [d.destination.host, d.weight]),
+    vs.spec.http.flatMap((r: any) => r.route.map((d: any) => [r.name, d.destination.host, d.weight])),
     [
-      ["dashscope.aliyuncs.com", 50],
-      ["api.moonshot.cn", 50],
+      ["vip-route", "dashscope.aliyuncs.com", undefined],
+      [undefined, "dashscope.aliyuncs.com", undefined],
     ],
   );
   // The test host's routes of the seed are these.
@@ -399,6 +416,77 @@ test("the seed's routing: vip-route on user-type subscriber, providers with keys
       [undefined, undefined],
     ],
   );
+  // The check itself fails on a provider without its variable, a variable no provider reads, an
+  // inline key, and a destination the bundle does not declare.
+  const broken = (edit: (b: any[]) => void) => {
+    const b = structuredClone(bundle);
+    edit(b);
+    return routingProblems(b);
+  };
+  const wasm = (b: any[]) => b.find((r) => r.kind === "WasmPlugin").spec;
+  assert.notDeepEqual(
+    broken((b) =>
+      wasm(b).pluginConfig.providers.push({ host: "api.moonshot.cn", api_key_env: "MOONSHOT_API_KEY" }),
+    ),
+    [],
+  );
+  assert.notDeepEqual(
+    broken((b) => wasm(b).vmConfig.env.push({ name: "MOONSHOT_API_KEY", valueFrom: "HOST" })),
+    [],
+  );
+  assert.notDeepEqual(
+    broken((b) => (wasm(b).pluginConfig.providers[0].api_key = "sk-x")),
+    [],
+  );
+  assert.notDeepEqual(
+    broken(
+      (b) =>
+        (b.find((r) => r.kind === "VirtualService").spec.http[1].route[0].destination.host =
+          "api.moonshot.cn"),
+    ),
+    [],
+  );
+});
+
+test("the Moonshot split, opted in: a second provider with its key, the default route split 50/50", () => {
+  const bundle = kustomize(ISTIO_DIR, withSplit());
+  assert.deepEqual(routingProblems(bundle), []);
+  const plugin = bundle.find((r) => r.kind === "WasmPlugin");
+  assert.deepEqual(plugin.spec.pluginConfig.providers, [
+    ...PLUGIN_CONFIG.providers,
+    {
+      host: "api.moonshot.cn",
+      path: "/v1/chat/completions",
+      model: "moonshot-v1-8k",
+      api_key_env: "MOONSHOT_API_KEY",
+    },
+  ]);
+  assert.deepEqual(plugin.spec.vmConfig.env, [
+    { name: "DASHSCOPE_API_KEY", valueFrom: "HOST" },
+    { name: "MOONSHOT_API_KEY", valueFrom: "HOST" },
+  ]);
+  const [vs] = bundle.filter((r) => r.kind === "VirtualService");
+  assert.deepEqual(
+    vs.spec.http.flatMap((r: any) => r.route.map((d: any) => [r.name, d.destination.host, d.weight])),
+    [
+      ["vip-route", "dashscope.aliyuncs.com", undefined],
+      ["split-route", "dashscope.aliyuncs.com", 50],
+      ["split-route", "api.moonshot.cn", 50],
+    ],
+  );
+  // Apart from these, the bundle is the seed's.
+  const seed = kustomize(ISTIO_DIR);
+  const key = (r: any) => `${r.kind}/${r.metadata.name}`;
+  assert.deepEqual(
+    bundle.map(key).filter((k) => !seed.map(key).includes(k)),
+    ["ServiceEntry/moonshot", "DestinationRule/moonshot"],
+  );
+  for (const r of seed.filter((x) => !["WasmPlugin", "VirtualService"].includes(x.kind)))
+    assert.deepEqual(
+      bundle.find((x) => key(x) === key(r)),
+      r,
+      key(r),
+    );
 });
 
 test("the egress resources originate TLS for the host whose cluster the plugin reads", () => {
@@ -715,9 +803,49 @@ const NOT_IN_BUNDLE: Record<string, string> = {
   "meshconfig-access-log.yaml": "an IstioOperator overlay for istioctl, not a cluster resource",
   "alternatives/wasmplugin-https.yaml": "an alternative to wasmplugin.yaml (same name)",
   "alternatives/wasmplugin-file.yaml": "an alternative to wasmplugin.yaml (same name)",
-  "alternatives/dashscope-moonshot-split.yaml":
-    "replaces dashscope-routing.yaml's default route with a weighted split",
 };
+
+/** kustomization.yaml with the Moonshot split's component turned on, as its comment says. */
+function withSplit(text = read(ISTIO_DIR + "kustomization.yaml")): string {
+  const on = text.replace(
+    /^# components:\n# {3}- components\/moonshot-split$/m,
+    "components:\n  - components/moonshot-split",
+  );
+  assert.notEqual(on, text, "kustomization.yaml has the split's component, commented out");
+  return on;
+}
+
+/** A JSON pointer's parent and last key (RFC 6901), for a JSON patch. */
+function pointer(doc: any, path: string): [any, string] {
+  const keys = path
+    .split("/")
+    .slice(1)
+    .map((k) => k.replace(/~1/g, "/").replace(/~0/g, "~"));
+  const parent = keys.slice(0, -1).reduce((o: any, k) => {
+    if (o?.[k] === undefined) throw new Error(`${path}: no ${k}`);
+    return o[k];
+  }, doc);
+  return [parent, keys[keys.length - 1]];
+}
+
+/** A JSON patch (RFC 6902) with the operations the bundle's patches use: add, replace, remove, test. */
+function jsonPatch(doc: any, ops: any[]): void {
+  for (const op of ops) {
+    const [parent, key] = pointer(doc, op.path);
+    const index = Array.isArray(parent) ? (key === "-" ? parent.length : Number(key)) : undefined;
+    if (index !== undefined && !(Number.isInteger(index) && index <= parent.length))
+      throw new Error(`${op.path}: no index ${key}`);
+    if (op.op !== "add" && (index === undefined ? !(key in parent) : index >= parent.length))
+      throw new Error(`${op.op} ${op.path}: nothing there`);
+    if (op.op === "add" && index !== undefined) parent.splice(index, 0, structuredClone(op.value));
+    else if (op.op === "add" || op.op === "replace") parent[key] = structuredClone(op.value);
+    else if (op.op === "remove") {
+      if (index !== undefined) parent.splice(index, 1);
+      else delete parent[key];
+    } else if (op.op === "test") assert.deepEqual(parent[key], op.value, `test ${op.path}`);
+    else throw new Error(`unsupported operation ${op.op}`);
+  }
+}
 
 /** The `name[:tag][@digest]` parts of an image reference, as kustomize splits them. */
 function splitImage(ref: string): { name: string; tag?: string; digest?: string } {
@@ -731,8 +859,10 @@ function splitImage(ref: string): { name: string; tag?: string; digest?: string 
 
 /**
  * What `kubectl apply -k` applies, built the way kustomize builds it for the features the bundle
- * uses: the listed resources in order, `namespace` set on each, and the `images` transformer
- * applied to the fields its `configurations` name (here WasmPlugin spec.url).
+ * uses: the listed resources in order; then each component's resources appended and its JSON
+ * patches (RFC 6902, the only kind the components use) applied to the resources their target
+ * names; then `namespace` set on each, and the `images` transformer applied to the fields its
+ * `configurations` name (here WasmPlugin spec.url).
  */
 function kustomize(dir: string, text = read(dir + "kustomization.yaml")): any[] {
   const k = parseYaml(text);
@@ -740,33 +870,62 @@ function kustomize(dir: string, text = read(dir + "kustomization.yaml")): any[] 
   const fields: Array<{ path: string; kind: string }> = (k.configurations ?? []).flatMap(
     (c: string) => parseYaml(read(dir + c)).images,
   );
-  const out: any[] = [];
-  for (const file of k.resources) {
-    for (const { doc } of yamlDocuments(dir + file)) {
-      const r = structuredClone(doc);
-      if (k.namespace) r.metadata = { ...r.metadata, namespace: k.namespace };
-      for (const f of fields.filter((x) => x.kind === r.kind)) {
-        const keys = f.path.split("/");
-        const parent = keys.slice(0, -1).reduce((o: any, key) => o?.[key], r);
-        const last = keys[keys.length - 1];
-        if (typeof parent?.[last] !== "string") continue;
-        const ref = splitImage(parent[last]);
-        const image = (k.images ?? []).find((i: any) => i.name === ref.name);
-        if (!image) continue;
-        const name = image.newName ?? ref.name;
-        parent[last] = image.digest
-          ? `${name}@${image.digest}`
-          : `${name}${(image.newTag ?? ref.tag) ? ":" + (image.newTag ?? ref.tag) : ""}`;
-      }
-      out.push(r);
+  const load = (base: string, files: string[]) =>
+    files.flatMap((file) => yamlDocuments(base + file).map(({ doc }) => structuredClone(doc)));
+  const resources = load(dir, k.resources);
+  for (const c of k.components ?? []) {
+    const base = `${dir}${c}/`;
+    const component = parseYaml(read(base + "kustomization.yaml"));
+    assert.equal(component.kind, "Component", c);
+    resources.push(...load(base, component.resources ?? []));
+    for (const patch of component.patches ?? []) {
+      const ops = parseYaml(read(base + patch.path));
+      assert.ok(Array.isArray(ops), `${c}/${patch.path}: a JSON patch`);
+      const targets = resources.filter(
+        (r) => r.kind === patch.target.kind && r.metadata?.name === patch.target.name,
+      );
+      // kustomize skips a patch that selects nothing: here that is a mistake of the component.
+      assert.equal(targets.length, 1, `${c}/${patch.path} patches ${patch.target.kind}/${patch.target.name}`);
+      for (const r of targets) jsonPatch(r, ops);
     }
+  }
+  const keys = resources.map((r) => `${r.kind}/${r.metadata?.name}`);
+  const twice = keys.filter((x, i) => keys.indexOf(x) !== i);
+  assert.deepEqual(twice, [], "kustomize refuses two resources of the same kind and name");
+  const out: any[] = [];
+  for (const r of resources) {
+    if (k.namespace) r.metadata = { ...r.metadata, namespace: k.namespace };
+    for (const f of fields.filter((x) => x.kind === r.kind)) {
+      const keys = f.path.split("/");
+      const parent = keys.slice(0, -1).reduce((o: any, key) => o?.[key], r);
+      const last = keys[keys.length - 1];
+      if (typeof parent?.[last] !== "string") continue;
+      const ref = splitImage(parent[last]);
+      const image = (k.images ?? []).find((i: any) => i.name === ref.name);
+      if (!image) continue;
+      const name = image.newName ?? ref.name;
+      parent[last] = image.digest
+        ? `${name}@${image.digest}`
+        : `${name}${(image.newTag ?? ref.tag) ? ":" + (image.newTag ?? ref.tag) : ""}`;
+    }
+    out.push(r);
   }
   return out;
 }
 
 test("kustomization.yaml lists every resource of deploy/istio, or it is left out on purpose", () => {
   const k = parseYaml(read(ISTIO_DIR + "kustomization.yaml"));
+  // The bundle's resources, and the files of its components (on or off).
   const listed = new Set<string>(k.resources);
+  for (const c of parseYaml(withSplit()).components) {
+    const component = parseYaml(read(`${ISTIO_DIR}${c}/kustomization.yaml`));
+    for (const f of [
+      "kustomization.yaml",
+      ...component.resources,
+      ...component.patches.map((x: any) => x.path),
+    ])
+      listed.add(`${c}/${f}`);
+  }
   const files = walk(ISTIO_DIR)
     .filter((f) => /\.ya?ml$/.test(f))
     .map((f) => relative(ISTIO_DIR, f));
@@ -783,57 +942,80 @@ test("kustomization.yaml lists every resource of deploy/istio, or it is left out
     assert.ok(files.includes(r), `NOT_IN_BUNDLE names ${r}, which does not exist`);
 });
 
-test("kubectl apply -k deploy/istio: what the bundle yields validates, in one namespace, with the image set", async () => {
-  const yielded = kustomize(ISTIO_DIR);
-  assert.deepEqual(yielded.map((r) => r.kind).sort(), [
-    "ConfigMap",
-    "DestinationRule",
-    "ServiceEntry",
-    "Telemetry",
-    "VirtualService",
-    "WasmPlugin",
-  ]);
-  const istio = yielded.filter(isIstioResource);
-  assert.deepEqual(
-    await istioValidator(istio),
-    istio.map(() => null),
-  );
-  assert.deepEqual(new Set(yielded.map((r) => r.metadata.namespace)), new Set(["default"]));
-  const plugin = yielded.find((r) => r.kind === "WasmPlugin");
-  assert.equal(plugin.spec.url, "oci://registry.example.com/mesh/asm-llm-proxy:0.1.0");
-  // The two places a user changes: the namespace, and the image (a tag or a digest).
-  const mine = read(ISTIO_DIR + "kustomization.yaml")
-    .replace(/^namespace: default$/m, "namespace: llm-apps")
-    .replace(
-      /newName: oci:\/\/registry\.example\.com\/mesh\/asm-llm-proxy\n {4}newTag: 0\.1\.0/,
-      "newName: oci://my.registry.io/team/asm-llm-proxy\n    digest: sha256:" + "ab".repeat(32),
+const SEED_KINDS = [
+  "ConfigMap",
+  "DestinationRule",
+  "ServiceEntry",
+  "Telemetry",
+  "VirtualService",
+  "WasmPlugin",
+];
+/** The bundles: name, kustomization.yaml, the kinds it yields (the split adds Moonshot's egress). */
+const BUNDLES: Array<[string, () => string, string[]]> = [
+  ["the seed's", () => read(ISTIO_DIR + "kustomization.yaml"), SEED_KINDS],
+  ["the Moonshot split's", withSplit, [...SEED_KINDS, "DestinationRule", "ServiceEntry"].sort()],
+];
+
+for (const [name, text, kinds] of BUNDLES)
+  test(`kubectl apply -k deploy/istio, ${name}: what the bundle yields validates, in one namespace, with the image set`, async () => {
+    const yielded = kustomize(ISTIO_DIR, text());
+    assert.deepEqual(yielded.map((r) => r.kind).sort(), kinds);
+    const istio = yielded.filter(isIstioResource);
+    assert.deepEqual(
+      await istioValidator(istio),
+      istio.map(() => null),
     );
-  const changed = kustomize(ISTIO_DIR, mine);
-  assert.deepEqual(new Set(changed.map((r) => r.metadata.namespace)), new Set(["llm-apps"]));
-  assert.equal(
-    changed.find((r) => r.kind === "WasmPlugin").spec.url,
-    "oci://my.registry.io/team/asm-llm-proxy@sha256:" + "ab".repeat(32),
-  );
-  const changedIstio = changed.filter(isIstioResource);
-  assert.deepEqual(
-    await istioValidator(changedIstio),
-    changedIstio.map(() => null),
-  );
-});
+    assert.deepEqual(new Set(yielded.map((r) => r.metadata.namespace)), new Set(["default"]));
+    const plugin = yielded.find((r) => r.kind === "WasmPlugin");
+    assert.equal(plugin.spec.url, "oci://registry.example.com/mesh/asm-llm-proxy:0.1.0");
+    // The two places a user changes: the namespace, and the image (a tag or a digest).
+    const mine = text()
+      .replace(/^namespace: default$/m, "namespace: llm-apps")
+      .replace(
+        /newName: oci:\/\/registry\.example\.com\/mesh\/asm-llm-proxy\n {4}newTag: 0\.1\.0/,
+        "newName: oci://my.registry.io/team/asm-llm-proxy\n    digest: sha256:" + "ab".repeat(32),
+      );
+    const changed = kustomize(ISTIO_DIR, mine);
+    assert.deepEqual(new Set(changed.map((r) => r.metadata.namespace)), new Set(["llm-apps"]));
+    assert.equal(
+      changed.find((r) => r.kind === "WasmPlugin").spec.url,
+      "oci://my.registry.io/team/asm-llm-proxy@sha256:" + "ab".repeat(32),
+    );
+    const changedIstio = changed.filter(isIstioResource);
+    assert.deepEqual(
+      await istioValidator(changedIstio),
+      changedIstio.map(() => null),
+    );
+  });
 
 const kubectl = spawnSync("sh", ["-c", "command -v kubectl"]).status === 0;
 
-test(
-  "kubectl kustomize (kustomize itself) yields exactly what the test builds",
-  { skip: kubectl ? false : "kubectl is not installed: the bundle is checked by the test's own build only" },
-  () => {
-    const r = spawnSync("kubectl", ["kustomize", ISTIO_DIR], { encoding: "utf8" });
-    assert.equal(r.status, 0, r.stderr);
-    const key = (d: any) => `${d.kind}/${d.metadata.name}`;
-    const real = parseAllDocuments(r.stdout)
-      .map((d) => d.toJS())
-      .sort((a, b) => key(a).localeCompare(key(b)));
-    const mine = kustomize(ISTIO_DIR).sort((a, b) => key(a).localeCompare(key(b)));
-    assert.deepEqual(real, mine);
-  },
-);
+for (const [name, text] of BUNDLES)
+  test(
+    `kubectl kustomize (kustomize itself) yields exactly what the test builds, ${name} bundle`,
+    {
+      skip: kubectl
+        ? false
+        : "kubectl is not installed: the bundles are checked by the test's own build only",
+    },
+    () => {
+      // A copy of deploy/istio with the bundle's kustomization.yaml (the split's is the same file
+      // with its component turned on).
+      mkdirSync(ROOT + "build", { recursive: true });
+      const dir = mkdtempSync(ROOT + "build/kustomize-") + "/";
+      try {
+        cpSync(ISTIO_DIR, dir, { recursive: true });
+        writeFileSync(dir + "kustomization.yaml", text());
+        const r = spawnSync("kubectl", ["kustomize", dir], { encoding: "utf8" });
+        assert.equal(r.status, 0, r.stderr);
+        const key = (d: any) => `${d.kind}/${d.metadata.name}`;
+        const real = parseAllDocuments(r.stdout)
+          .map((d) => d.toJS())
+          .sort((a, b) => key(a).localeCompare(key(b)));
+        const mine = kustomize(dir).sort((a, b) => key(a).localeCompare(key(b)));
+        assert.deepEqual(real, mine);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
