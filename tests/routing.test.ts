@@ -502,7 +502,7 @@ describe("the route Envoy chose", () => {
   });
 
   test("a weighted split: the plugin applies the provider of the cluster the route chose, which clears do not move", async () => {
-    // The VirtualService of deploy/istio/alternatives/dashscope-moonshot-split.yaml, and Istio's
+    // The route of deploy/istio/components/moonshot-split/routing-split.yaml (the split), and Istio's
     // default route of the Moonshot ServiceEntry's own virtual host.
     const split = [
       {
