@@ -6,6 +6,8 @@
 // it checks nothing, and serves one stream at a time, driven by a Call (the bytes of one HTTP
 // exchange, prepared once).
 
+import { serializePairs } from "../tests/host/host.ts";
+
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -51,23 +53,7 @@ function latin1(bytes: Uint8Array): string {
 
 function headerMap(h: Record<string, string>): HeaderMap {
   const entries = Object.entries(h).map(([k, v]) => [enc.encode(k.toLowerCase()), enc.encode(v)] as const);
-  let size = 4 + entries.length * 8;
-  for (const [k, v] of entries) size += k.length + v.length + 2;
-  const pairs = new Uint8Array(size);
-  const dv = new DataView(pairs.buffer);
-  dv.setUint32(0, entries.length, true);
-  let p = 4;
-  for (const [k, v] of entries) {
-    dv.setUint32(p, k.length, true);
-    dv.setUint32(p + 4, v.length, true);
-    p += 8;
-  }
-  for (const [k, v] of entries) {
-    pairs.set(k, p);
-    p += k.length + 1;
-    pairs.set(v, p);
-    p += v.length + 1;
-  }
+  const pairs = serializePairs(entries);
   return { values: new Map(entries.map(([k, v]) => [latin1(k), v])), pairs };
 }
 

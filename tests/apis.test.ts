@@ -13,22 +13,12 @@ import {
   CONVERSE_STREAM_BAD_CRC_BODY,
   ndjson,
   type ApiCase,
-  type Expected,
+  recorded,
 } from "./fixtures/providers.ts";
 import { bedrockEvent, message, concatBytes, decodeMessages } from "./fixtures/eventstream.ts";
 import { WASM, NODE_METADATA, ALL_FILTER_STATE } from "./seed.ts";
 
 const enc = new TextEncoder();
-const KEYS: Record<keyof Expected, string> = {
-  model: "wasm.asm.llmproxy.request_model",
-  responseModel: "wasm.asm.llmproxy.response_model",
-  prompt: "wasm.asm.llmproxy.request_prompt_tokens",
-  completion: "wasm.asm.llmproxy.request_completion_tokens",
-  total: "wasm.asm.llmproxy.request_total_tokens",
-  cached: "wasm.asm.llmproxy.request_cached_tokens",
-  reasoning: "wasm.asm.llmproxy.request_reasoning_tokens",
-  cacheWrite: "wasm.asm.llmproxy.request_cache_write_tokens",
-};
 const PARSE_ERRORS = "asm_llm_proxy_issues|llmproxy_issue=parse_error";
 
 function bytesOf(body: string | Uint8Array): Uint8Array {
@@ -55,12 +45,7 @@ function run(host: ProxyWasmHost, c: ApiCase, cuts: number[] = []): HttpStream {
 }
 
 function check(s: HttpStream, c: ApiCase, what: string): void {
-  const got: Expected = {};
-  for (const [k, key] of Object.entries(KEYS)) {
-    const v = s.state(key);
-    if (v !== undefined) got[k as keyof Expected] = v;
-  }
-  assert.deepEqual(got, c.expected, what);
+  assert.deepEqual(recorded(s), c.expected, what);
   assert.equal(s.state("wasm.asm.llmproxy.request_stream"), String(c.stream), `${what}: request_stream`);
   assert.equal(s.state("wasm.asm.llmproxy.usage"), c.usage ?? "present", `${what}: usage`);
   assert.equal(s.held, 0, `${what}: no chunk held`);

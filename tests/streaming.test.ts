@@ -5,7 +5,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { ProxyWasmHost, type HttpStream } from "./host/host.ts";
-import { CASES, sse, type ProviderCase, type Expected } from "./fixtures/providers.ts";
+import { CASES, sse, recorded, type ProviderCase } from "./fixtures/providers.ts";
 import { WASM, NODE_METADATA, ALL_FILTER_STATE } from "./seed.ts";
 
 /** Token counters defined so far (the filter's own issue counters aside). */
@@ -15,16 +15,6 @@ function tokenCounters(host: ProxyWasmHost): string[] {
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-const KEYS: Record<keyof Expected, string> = {
-  model: "wasm.asm.llmproxy.request_model",
-  responseModel: "wasm.asm.llmproxy.response_model",
-  prompt: "wasm.asm.llmproxy.request_prompt_tokens",
-  completion: "wasm.asm.llmproxy.request_completion_tokens",
-  total: "wasm.asm.llmproxy.request_total_tokens",
-  cached: "wasm.asm.llmproxy.request_cached_tokens",
-  reasoning: "wasm.asm.llmproxy.request_reasoning_tokens",
-  cacheWrite: "wasm.asm.llmproxy.request_cache_write_tokens",
-};
 
 function run(
   host: ProxyWasmHost,
@@ -48,12 +38,7 @@ function run(
 }
 
 function check(s: HttpStream, c: ProviderCase, what: string): void {
-  const got: Expected = {};
-  for (const [k, key] of Object.entries(KEYS)) {
-    const v = s.state(key);
-    if (v !== undefined) got[k as keyof Expected] = v;
-  }
-  assert.deepEqual(got, c.expected, what);
+  assert.deepEqual(recorded(s), c.expected, what);
   assert.equal(
     s.state("wasm.asm.llmproxy.request_stream"),
     String(JSON.parse(c.request).stream === true),

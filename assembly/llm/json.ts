@@ -560,6 +560,21 @@ export class JsonScanner {
   // ---- strings ------------------------------------------------------------------------------
 
   /**
+   * One bit per byte of the 16 at p, set where the byte is special: '"' or '\\', or outside
+   * 0x20..0x7e ((b - 0x20) > 0x5e unsigned). SIMD builds only.
+   */
+  // @ts-ignore: decorator
+  @inline
+  private static specialMask(p: usize): i32 {
+    const v = v128.load(p);
+    const special = v128.or(
+      v128.or(i8x16.eq(v, i8x16.splat(0x22)), i8x16.eq(v, i8x16.splat(0x5c))),
+      i8x16.gt_u(i8x16.sub(v, i8x16.splat(0x20)), i8x16.splat(0x5e)),
+    );
+    return i8x16.bitmask(special);
+  }
+
+  /**
    * Where the run of plain ASCII bytes starting at p ends, 16 bytes at a time where the build has
    * SIMD (the caller finishes the last few bytes, and checks the byte found, one by one).
    */
@@ -567,29 +582,14 @@ export class JsonScanner {
   @inline
   private static plainRun(p: usize, end: usize): usize {
     if (ASC_FEATURE_SIMD) {
-      // A byte is special when it is '"' or '\\', or outside 0x20..0x7e: (b - 0x20) > 0x5e unsigned.
-      const quote = i8x16.splat(0x22);
-      const backslash = i8x16.splat(0x5c);
-      const low = i8x16.splat(0x20);
-      const range = i8x16.splat(0x5e);
       if (p + 16 <= end) {
         // Most strings are short: one test first.
-        const v = v128.load(p);
-        const special = v128.or(
-          v128.or(i8x16.eq(v, quote), i8x16.eq(v, backslash)),
-          i8x16.gt_u(i8x16.sub(v, low), range),
-        );
-        const mask = i8x16.bitmask(special);
+        const mask = JsonScanner.specialMask(p);
         if (mask != 0) return p + <usize>ctz(mask);
         p += 16;
       }
       while (p + 16 <= end) {
-        const v = v128.load(p);
-        const special = v128.or(
-          v128.or(i8x16.eq(v, quote), i8x16.eq(v, backslash)),
-          i8x16.gt_u(i8x16.sub(v, low), range),
-        );
-        const mask = i8x16.bitmask(special);
+        const mask = JsonScanner.specialMask(p);
         if (mask != 0) return p + <usize>ctz(mask);
         p += 16;
       }

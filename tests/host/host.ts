@@ -345,12 +345,12 @@ export class ProxyWasmHost {
       proxy_get_header_map_pairs(type: number, outPtr: number, outSize: number) {
         const map = h.current?.readableHeaders(type);
         if (!map) return WasmResult.NotFound;
-        return h.give(serializePairs(map), outPtr, outSize);
+        return h.give(serializePairs(encodePairs(map)), outPtr, outSize);
       },
       proxy_get_header_map_size(type: number, out: number) {
         const map = h.current?.readableHeaders(type);
         if (!map) return WasmResult.NotFound;
-        h.view().setUint32(out, serializePairs(map).length, true);
+        h.view().setUint32(out, serializePairs(encodePairs(map)).length, true);
         return WasmResult.Ok;
       },
       proxy_replace_header_map_value(type: number, kp: number, kl: number, vp: number, vl: number) {
@@ -587,9 +587,12 @@ function str(v: string | undefined): Uint8Array | undefined {
   return v === undefined ? undefined : enc.encode(v);
 }
 
-/** proxy-wasm header map serialization: count, then (key len, value len) pairs, then NUL-ended strings. */
-function serializePairs(pairs: Headers): Uint8Array {
-  const parts = pairs.map(([k, v]) => [enc.encode(k), enc.encode(v)] as const);
+/**
+ * proxy-wasm header map serialization: count, then (key len, value len) pairs, then NUL-ended
+ * strings. It takes the names and values already encoded, so that bench/lean-host.ts encodes its
+ * maps once and serves the same bytes.
+ */
+export function serializePairs(parts: ReadonlyArray<readonly [Uint8Array, Uint8Array]>): Uint8Array {
   let size = 4 + parts.length * 8;
   for (const [k, v] of parts) size += k.length + 1 + v.length + 1;
   const out = new Uint8Array(size);
@@ -608,6 +611,10 @@ function serializePairs(pairs: Headers): Uint8Array {
     p += v.length + 1;
   }
   return out;
+}
+
+function encodePairs(pairs: Headers): Array<readonly [Uint8Array, Uint8Array]> {
+  return pairs.map(([k, v]) => [enc.encode(k), enc.encode(v)] as const);
 }
 
 type Phase = "none" | "requestHeaders" | "requestBody" | "responseHeaders" | "responseBody" | "log";
