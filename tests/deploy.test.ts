@@ -217,6 +217,7 @@ test("every Istio resource validates against its CRD version, unknown fields ref
   assert.deepEqual(kinds, [
     "DestinationRule",
     "DestinationRule",
+    "EnvoyFilter",
     "ServiceEntry",
     "ServiceEntry",
     "Telemetry",
