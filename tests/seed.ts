@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
 import type { HttpStream, ProxyWasmHost, HostOptions, RouteRule } from "./host/host.ts";
 import { respond, MOCK_API_KEY } from "./mock-upstream.ts";
+import { drive } from "./host/driver.ts";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 /**
@@ -153,13 +154,15 @@ export function seedCall(
   call: SeedCall,
   cuts: number[] = [],
 ): HttpStream & { status: number } {
-  const s = host.stream({ cluster: CLUSTER });
-  s.sendRequestHeaders(call.headers);
-  s.sendRequestChunks(REQUEST_BODY, cuts);
-  const up = upstreamRequest(s);
-  const answer = respond("POST", up.path, up.authorization, up.body);
-  s.sendResponseHeaders({ ":status": String(answer.status), "content-type": "application/json" });
-  s.sendResponseBody(answer.body, true);
-  s.end();
+  let answer = { status: 0, body: "" };
+  const s = drive(host, {
+    cluster: CLUSTER,
+    request: { headers: call.headers, body: REQUEST_BODY, cuts },
+    response: (s) => {
+      const up = upstreamRequest(s);
+      answer = respond("POST", up.path, up.authorization, up.body);
+      return { status: answer.status, headers: { "content-type": "application/json" }, body: answer.body };
+    },
+  });
   return Object.assign(s, { status: answer.status });
 }
