@@ -22,7 +22,7 @@ import { drive } from "./host/driver.ts";
 import { loadStatsTags, renderPrometheus, HISTOGRAM_BUCKETS } from "./host/telemetry.ts";
 import { CASES, API_CASES } from "./fixtures/providers.ts";
 import {
-  WASM,
+  RELEASE_WASM,
   ROOT,
   BOOTSTRAP_CONFIGMAP,
   NODE_METADATA,
@@ -374,7 +374,7 @@ test(
     try {
       // One sidecar: the seed's workload, a small series cap, and one misspelt key (a problem the
       // plugin logs and counts, and runs through with the defaults).
-      const host = await ProxyWasmHost.load(WASM, {
+      const host = await ProxyWasmHost.load(RELEASE_WASM, {
         ...SEED_HOST,
         pluginConfig: { ...PLUGIN_CONFIG, max_series: 30, strip_accept_encodng: true },
       });
@@ -569,7 +569,7 @@ test(
   "promtool check metrics: the rendered text has the findings the README explains, no others",
   { skip: missing(["promtool"]) },
   async () => {
-    const host = await ProxyWasmHost.load(WASM, {
+    const host = await ProxyWasmHost.load(RELEASE_WASM, {
       ...SEED_HOST,
       pluginConfig: { ...PLUGIN_CONFIG, max_series: 30 },
     });

@@ -12,13 +12,18 @@ import { respond, MOCK_API_KEY } from "./mock-upstream.ts";
 import { drive } from "./host/driver.ts";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
+/** The release module (SIMD), the one `npm run image` ships. */
+export const RELEASE_WASM = ROOT + "build/asm-llm-proxy.wasm";
 /**
  * The module under test: ASM_LLM_PROXY_WASM (a path), else the release build. `npm test` runs
- * the host tests once with the SIMD build and once with the build without SIMD.
+ * every test file that names it twice, with the SIMD build and with the build without SIMD
+ * (package.json `test:nosimd` lists them; tests/modules.test.ts fails when one is missing). A
+ * test that needs a module only as an artefact or a source of metrics takes RELEASE_WASM and
+ * runs once.
  */
 export const WASM = process.env.ASM_LLM_PROXY_WASM
   ? resolve(ROOT, process.env.ASM_LLM_PROXY_WASM)
-  : ROOT + "build/asm-llm-proxy.wasm";
+  : RELEASE_WASM;
 export const BOOTSTRAP_CONFIGMAP = ROOT + "deploy/istio/asm-llm-proxy-bootstrap-config.yaml";
 
 /**
