@@ -73,10 +73,8 @@ import {
   STATE_MS_PER_OUTPUT_TOKEN,
   ISSUE_ENCODED_BODY,
   ISSUE_PARSE_ERROR,
-  serviceFromCluster,
-  hostFromAuthority,
-  asciiLower,
 } from "../telemetry/names";
+import { serviceFromCluster, hostFromAuthority, asciiLower } from "../llm/hosts";
 import {
   getHeader,
   headerChoice,
