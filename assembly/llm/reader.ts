@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// What the per-message readers of streamed bodies share (newline-delimited JSON, a JSON array
-// read element by element, Amazon's binary event stream): each message's JSON is fed straight
-// into one JsonScanner as its bytes pass and merged into one Usage when the message is complete.
+// What the readers of streamed bodies share (server-sent events, newline-delimited JSON, a JSON
+// array read element by element, Amazon's binary event stream): each message's JSON is fed
+// straight into one JsonScanner as its bytes pass and merged into one Usage when the message is
+// complete. A stream holds one reader of this type, whatever the framing.
 // Pure: no host imports.
 
 import { JsonScanner } from "./json";
