@@ -49,7 +49,14 @@ export function asciiLower(s: string): string {
   return out.join("");
 }
 
-/** Whether `value` starts with `prefix` (lower case), ignoring ASCII case. */
+/** Whether `value` starts with `prefix` (lower case), ignoring ASCII case; allocates nothing. */
 export function startsWithIgnoreCase(value: string, prefix: string): bool {
-  return value.length >= prefix.length && asciiLower(value.substring(0, prefix.length)) == prefix;
+  const n = prefix.length;
+  if (value.length < n) return false;
+  for (let i = 0; i < n; i++) {
+    let c = value.charCodeAt(i);
+    if (c >= 0x41 && c <= 0x5a) c += 0x20;
+    if (c != prefix.charCodeAt(i)) return false;
+  }
+  return true;
 }

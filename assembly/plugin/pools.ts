@@ -12,13 +12,8 @@ import { SseReader } from "../llm/sse";
 import { NdjsonReader } from "../llm/ndjson";
 import { JsonArrayReader } from "../llm/jsonarray";
 import { EventStreamReader } from "../llm/eventstream";
+import { FRAMING_SSE, FRAMING_NDJSON, FRAMING_ARRAY, FRAMING_EVENT_STREAM } from "../llm/framing";
 import { BodyInsertion } from "./insertion";
-
-/** The framings of a streamed response body. */
-export const READER_SSE: u8 = 0;
-export const READER_NDJSON: u8 = 1;
-export const READER_ARRAY: u8 = 2;
-export const READER_EVENT_STREAM: u8 = 3;
 
 const requestScanners: JsonScanner[] = [];
 const responseScanners: JsonScanner[] = [];
@@ -59,12 +54,12 @@ export function returnResponseScanner(s: JsonScanner): void {
 }
 
 function readerPool(kind: u8, native: bool): MessageReader[] {
-  if (kind == READER_SSE) return native ? nativeSseReaders : sseReaders;
-  return kind == READER_NDJSON ? ndjsonReaders : kind == READER_ARRAY ? arrayReaders : eventStreamReaders;
+  if (kind == FRAMING_SSE) return native ? nativeSseReaders : sseReaders;
+  return kind == FRAMING_NDJSON ? ndjsonReaders : kind == FRAMING_ARRAY ? arrayReaders : eventStreamReaders;
 }
 
 /**
- * A reader of a streamed response. Server-sent events are read with the common or the API's own
+ * A reader of a streamed response (a FRAMING_* of llm/framing.ts). Server-sent events are read with the common or the API's own
  * format; the other framings are only used by APIs with their own format. `base64Payloads`: an
  * event stream whose payloads wrap the JSON in base64 (apis.ts).
  */
@@ -74,15 +69,15 @@ export function takeReader(kind: u8, native: bool, base64Payloads: bool): Messag
   if (pool.length > 0) {
     r = pool.pop();
     r.reset();
-  } else if (kind == READER_SSE) {
+  } else if (kind == FRAMING_SSE) {
     r = new SseReader(new JsonScanner(native ? NATIVE_SCHEMA : RESPONSE_SCHEMA), new Usage());
   } else {
     const scanner = new JsonScanner(NATIVE_SCHEMA);
-    if (kind == READER_NDJSON) r = new NdjsonReader(scanner, new Usage());
-    else if (kind == READER_ARRAY) r = new JsonArrayReader(scanner, new Usage());
+    if (kind == FRAMING_NDJSON) r = new NdjsonReader(scanner, new Usage());
+    else if (kind == FRAMING_ARRAY) r = new JsonArrayReader(scanner, new Usage());
     else r = new EventStreamReader(scanner, new Usage());
   }
-  if (base64Payloads && kind == READER_EVENT_STREAM) (<EventStreamReader>r).chunks = true;
+  if (base64Payloads && kind == FRAMING_EVENT_STREAM) (<EventStreamReader>r).chunks = true;
   return r;
 }
 
@@ -90,7 +85,7 @@ export function takeReader(kind: u8, native: bool, base64Payloads: bool): Messag
 export function returnReader(r: MessageReader): void {
   const pool =
     r instanceof SseReader
-      ? readerPool(READER_SSE, r.scanner.schema === NATIVE_SCHEMA)
+      ? readerPool(FRAMING_SSE, r.scanner.schema === NATIVE_SCHEMA)
       : r instanceof NdjsonReader
         ? ndjsonReaders
         : r instanceof JsonArrayReader

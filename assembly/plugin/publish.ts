@@ -23,7 +23,16 @@ import {
   STATE_DURATION_MS,
   STATE_MS_PER_OUTPUT_TOKEN,
 } from "../telemetry/names";
-import { setProperty, setPropertyCount, nowNanos, log, logEnabled, LogLevel } from "../host/host";
+import {
+  getHeader,
+  setProperty,
+  setPropertyCount,
+  nowNanos,
+  log,
+  logEnabled,
+  LogLevel,
+  HeaderMapType,
+} from "../host/host";
 import { Root, CallRecord, firstProperty } from "./root";
 import {
   P_REQUEST_MODEL,
@@ -88,6 +97,20 @@ export class Call {
 
   constructor(root: Root) {
     this.root = root;
+  }
+
+  /** Reads the configured header dimensions from the request headers, and publishes each. */
+  protected readHeaderDimensions(): void {
+    const config = this.root.config;
+    const n = config.headerKeys.length;
+    if (n == 0) return;
+    const values = new Array<string>(n);
+    for (let i = 0; i < n; i++) {
+      const value = getHeader(HeaderMapType.RequestHeaders, unchecked(config.headerKeys[i]));
+      values[i] = value !== null && value.length > 0 ? value : UNKNOWN;
+      setProperty(unchecked(config.headerProperties[i]), values[i]);
+    }
+    this.headers = values;
   }
 
   /**

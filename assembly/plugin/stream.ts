@@ -9,17 +9,23 @@
 
 import { JsonScanner } from "../llm/json";
 import { REQUEST_STREAM } from "../llm/formats";
-import { requestModel, parseCount } from "../llm/usage";
-import { Usage } from "../llm/usage";
+import { Usage, requestModel, parseCount } from "../llm/usage";
 import { Target } from "../llm/routing";
 import { MessageReader } from "../llm/reader";
 import { ApiRules } from "../llm/apis";
 import { streamOfPath, percentDecode, modelStart, modelEnd, PathShape } from "../llm/paths";
-import { asciiLower, startsWithIgnoreCase } from "../llm/hosts";
+import { asciiLower } from "../llm/hosts";
+import {
+  framingOf,
+  framingStreams,
+  FRAMING_NONE,
+  FRAMING_DOCUMENT,
+  FRAMING_SSE,
+  FRAMING_ARRAY,
+} from "../llm/framing";
 import {
   USAGE_ENCODED,
   USAGE_ERROR,
-  UNKNOWN,
   STATE_REQUEST_STREAM,
   STATE_FIRST_TOKEN_MS,
   STATE_MS_PER_OUTPUT_TOKEN,
@@ -55,10 +61,6 @@ import {
   returnReader,
   takeInsertion,
   returnInsertion,
-  READER_SSE,
-  READER_NDJSON,
-  READER_ARRAY,
-  READER_EVENT_STREAM,
 } from "./pools";
 import {
   H_METHOD,
@@ -211,19 +213,6 @@ export class Stream extends Call {
     setProperty(P_REQUEST_MODEL, model);
   }
 
-  private readHeaderDimensions(): void {
-    const config = this.root.config;
-    const n = config.headerKeys.length;
-    if (n == 0) return;
-    const values = new Array<string>(n);
-    for (let i = 0; i < n; i++) {
-      const value = getHeader(HeaderMapType.RequestHeaders, unchecked(config.headerKeys[i]));
-      values[i] = value !== null && value.length > 0 ? value : UNKNOWN;
-      setProperty(unchecked(config.headerProperties[i]), values[i]);
-    }
-    this.headers = values;
-  }
-
   onRequestBody(size: usize, endOfStream: bool): void {
     const scanner = this.request;
     if (scanner === null) return;
@@ -307,31 +296,23 @@ export class Stream extends Call {
       const api = this.api;
       const encoding = getHeader(HeaderMapType.ResponseHeaders, H_CONTENT_ENCODING);
       const type = getHeader(HeaderMapType.ResponseHeaders, H_CONTENT_TYPE);
-      const sse = type !== null && startsWithIgnoreCase(type, "text/event-stream");
-      if (sse) this.streamed = true;
+      const framing = framingOf(type, api.jsonArray);
+      if (framing == FRAMING_SSE) this.streamed = true;
       if (api.promptHeader !== null) this.readHeaderCounts(api);
       if (encoding !== null && encoding.length > 0 && asciiLower(encoding) != "identity") {
         this.usageStatus = USAGE_ENCODED;
         this.root.issue(ISSUE_ENCODED_BODY);
         this.skipResponse("content-encoding " + encoding);
-      } else if (type !== null && startsWithIgnoreCase(type, "application/json")) {
-        if (endOfStream) {
-          this.emptyBody(); // an empty body is not a JSON document
-        } else if (api.jsonArray) {
-          this.reader = takeReader(READER_ARRAY, true, false); // one JSON array, element by element
-        } else {
-          this.response = takeResponseScanner(this.native);
-        }
-      } else if (sse) {
-        if (!endOfStream) this.reader = takeReader(READER_SSE, this.native, false);
-      } else if (type !== null && startsWithIgnoreCase(type, "application/x-ndjson")) {
-        this.streamed = true;
-        if (!endOfStream) this.reader = takeReader(READER_NDJSON, true, false);
-      } else if (type !== null && startsWithIgnoreCase(type, "application/vnd.amazon.eventstream")) {
-        this.streamed = true;
-        if (!endOfStream) this.reader = takeReader(READER_EVENT_STREAM, true, api.base64Payloads);
-      } else {
+      } else if (framing == FRAMING_NONE) {
         this.skipResponse("content-type " + (type !== null ? type : "-"));
+      } else {
+        if (framingStreams(framing)) this.streamed = true;
+        if (!endOfStream) {
+          if (framing == FRAMING_DOCUMENT) this.response = takeResponseScanner(this.native);
+          else this.reader = takeReader(framing, this.native, api.base64Payloads);
+        } else if (framing == FRAMING_DOCUMENT || framing == FRAMING_ARRAY) {
+          this.emptyBody(); // an empty body is not a JSON document
+        }
       }
     }
     if (endOfStream) this.endResponse();
