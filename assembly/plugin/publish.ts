@@ -160,6 +160,8 @@ export class Call {
     r.stream = this.streamed;
     r.firstTokenMs = this.firstByteMs;
     r.durationMs = durationMs;
+    // The usage is final here (the API's rules applied, a repeated response known): what else is
+    // computed from a finished call fills the record before Root counts it.
     this.root.record(r);
     r.usage = null;
   }

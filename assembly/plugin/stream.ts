@@ -168,6 +168,8 @@ export class Stream extends Call {
       }
     }
     if (shape !== null) this.readShape(shape, this.path, from, to);
+    // The call is decided: provider, route, path, API and any model in the path. A check on the
+    // request headers (a rate limit) belongs here, before the body starts.
     // Ask for an uncompressed response, so that its usage can be read (clients such as the
     // OpenAI SDKs ask for gzip by default, and the sidecar has no decompressor).
     if (config.stripAcceptEncoding) removeHeader(HeaderMapType.RequestHeaders, H_ACCEPT_ENCODING);
@@ -287,6 +289,7 @@ export class Stream extends Call {
     dropHeaders();
   }
 
+  /** What the response headers say about reading the body; checks on them belong here too. */
   private readResponseHeaders(endOfStream: bool): void {
     const status = getHeader(HeaderMapType.ResponseHeaders, H_STATUS);
     if (status === null || status.length != 3 || !status.startsWith("2")) {
