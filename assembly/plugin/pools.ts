@@ -6,24 +6,17 @@
 import { JsonScanner } from "../llm/json";
 import { Schema } from "../llm/schema";
 import { REQUEST_SCHEMA, RESPONSE_SCHEMA, NATIVE_SCHEMA } from "../llm/formats";
-import { Usage } from "../llm/usage";
 import { MessageReader } from "../llm/reader";
-import { SseReader } from "../llm/sse";
-import { NdjsonReader } from "../llm/ndjson";
-import { JsonArrayReader } from "../llm/jsonarray";
-import { EventStreamReader } from "../llm/eventstream";
-import { FRAMING_SSE, FRAMING_NDJSON, FRAMING_ARRAY, FRAMING_EVENT_STREAM } from "../llm/framing";
+import { FRAMINGS, newReader, readsNative } from "../llm/framing";
 import { BodyInsertion } from "./insertion";
 
 const requestScanners: JsonScanner[] = [];
 const responseScanners: JsonScanner[] = [];
 // The same for the APIs with their own response fields (formats.ts NATIVE_FORMAT).
 const nativeScanners: JsonScanner[] = [];
-const sseReaders: MessageReader[] = [];
-const nativeSseReaders: MessageReader[] = [];
-const ndjsonReaders: MessageReader[] = [];
-const arrayReaders: MessageReader[] = [];
-const eventStreamReaders: MessageReader[] = [];
+/** Readers of streamed responses, one pool per framing and format: framing * 2 + native. */
+const readers: MessageReader[][] = [];
+for (let i: i32 = 0; i < <i32>FRAMINGS * 2; i++) readers.push([]);
 const insertions: BodyInsertion[] = [];
 
 function takeScanner(pool: JsonScanner[], schema: Schema): JsonScanner {
@@ -53,45 +46,30 @@ export function returnResponseScanner(s: JsonScanner): void {
   (s.schema === NATIVE_SCHEMA ? nativeScanners : responseScanners).push(s);
 }
 
-function readerPool(kind: u8, native: bool): MessageReader[] {
-  if (kind == FRAMING_SSE) return native ? nativeSseReaders : sseReaders;
-  return kind == FRAMING_NDJSON ? ndjsonReaders : kind == FRAMING_ARRAY ? arrayReaders : eventStreamReaders;
+function readerPool(framing: u8, native: bool): MessageReader[] {
+  return unchecked(readers[<i32>framing * 2 + (readsNative(framing, native) ? 1 : 0)]);
 }
 
 /**
- * A reader of a streamed response (a FRAMING_* of llm/framing.ts). Server-sent events are read with the common or the API's own
- * format; the other framings are only used by APIs with their own format. `base64Payloads`: an
- * event stream whose payloads wrap the JSON in base64 (apis.ts).
+ * A reader of a streamed response, of a framing of llm/framing.ts, for the common format or the
+ * API's own; `base64Payloads`: the API wraps payloads in base64 (apis.ts).
  */
-export function takeReader(kind: u8, native: bool, base64Payloads: bool): MessageReader {
-  const pool = readerPool(kind, native);
+export function takeReader(framing: u8, native: bool, base64Payloads: bool): MessageReader {
+  const pool = readerPool(framing, native);
   let r: MessageReader;
   if (pool.length > 0) {
     r = pool.pop();
     r.reset();
-  } else if (kind == FRAMING_SSE) {
-    r = new SseReader(new JsonScanner(native ? NATIVE_SCHEMA : RESPONSE_SCHEMA), new Usage());
   } else {
-    const scanner = new JsonScanner(NATIVE_SCHEMA);
-    if (kind == FRAMING_NDJSON) r = new NdjsonReader(scanner, new Usage());
-    else if (kind == FRAMING_ARRAY) r = new JsonArrayReader(scanner, new Usage());
-    else r = new EventStreamReader(scanner, new Usage());
+    r = newReader(framing, native);
   }
-  if (base64Payloads && kind == FRAMING_EVENT_STREAM) (<EventStreamReader>r).chunks = true;
+  r.base64Payloads = base64Payloads;
   return r;
 }
 
 /** Returns a reader to the pool of its framing and format. */
 export function returnReader(r: MessageReader): void {
-  const pool =
-    r instanceof SseReader
-      ? readerPool(FRAMING_SSE, r.scanner.schema === NATIVE_SCHEMA)
-      : r instanceof NdjsonReader
-        ? ndjsonReaders
-        : r instanceof JsonArrayReader
-          ? arrayReaders
-          : eventStreamReaders;
-  pool.push(r);
+  readerPool(r.framing, r.scanner.schema === NATIVE_SCHEMA).push(r);
 }
 
 /** The state of a request body that gets members before its closing brace. */
