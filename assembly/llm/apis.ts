@@ -149,7 +149,10 @@ function post(id: u8, endings: string[]): ApiRules {
   return new ApiRules(id, false, endings);
 }
 
-/** OpenAI-style chat, completions, Anthropic messages; Cohere v2 chat has its own format. */
+/**
+ * OpenAI-style chat, completions, Anthropic messages: a shape that names no other API. Cohere v2
+ * chat (and a GET shape ending like a native embed path) answers in its own format.
+ */
 export const DEFAULT_API = post(API_DEFAULT, NONE).ownFormatOn(["/v2/chat", "/api/embed", "/v2/embed"]);
 
 /** The APIs a shape can name, tried in order; a shape that names none is DEFAULT_API. */
