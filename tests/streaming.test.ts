@@ -236,12 +236,28 @@ describe("inject_stream_usage", () => {
     assert.equal(contentLength, undefined);
   });
 
-  test("works whatever the chunking, as long as the closing brace is in the last chunk", async () => {
+  test("works whatever the chunking, in whichever chunk the closing brace arrives", async () => {
     const n = enc.encode(request).length;
     for (let i = 1; i < n; i++) {
+      // Split right after the brace, the last chunk holds only the newline.
       const { forwarded } = await send(request, { cuts: [i] });
-      // The last chunk holds only the newline when the split is right after the brace.
-      assert.equal(forwarded, i === n - 1 ? request : injected, `split at ${i}`);
+      assert.equal(forwarded, injected, `split at ${i}`);
+    }
+  });
+
+  test("a last chunk over 64 KiB gets the option too", async () => {
+    const long = "x".repeat(200_000);
+    const body = `{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"${long}"}]}`;
+    // One chunk of 200 KB (read in 32 KiB windows), and the same body with its last chunk 100 KB.
+    for (const cuts of [[], [enc.encode(body).length - 100_000]]) {
+      const { s, forwarded } = await send(body, { cuts });
+      assert.equal(
+        forwarded,
+        body.slice(0, -1) + ',"stream_options":{"include_usage":true}}',
+        `cuts ${cuts}`,
+      );
+      assert.equal(JSON.parse(forwarded).stream_options.include_usage, true);
+      assert.equal(s.bufferChanges, 1);
     }
   });
 
