@@ -39,7 +39,8 @@ import {
   DEFAULT_RESPONSE_MODEL_DIMENSION,
   DEFAULT_HEADER_DIMENSIONS,
 } from "./options";
-import { headerDimension, asciiLower, stateBits, KEY_HEADER_PREFIX } from "../telemetry/names";
+import { headerDimension, stateBits, KEY_HEADER_PREFIX } from "../telemetry/names";
+import { asciiLower } from "../llm/hosts";
 import { Routing } from "../llm/routing";
 import { readProviders } from "./providers";
 import { readBudget } from "./ratelimit";
