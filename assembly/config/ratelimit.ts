@@ -6,7 +6,7 @@
 
 import { JSON } from "assemblyscript-json/assembly";
 import { BudgetConfig, KeyTemplate } from "../llm/budget";
-import { serviceFromCluster } from "../telemetry/names";
+import { serviceFromCluster } from "../llm/hosts";
 
 const FIELDS: string[] = ["cluster", "authority", "keys", "timeout_ms", "fail_open", "rejected_code"];
 

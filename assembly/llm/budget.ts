@@ -8,7 +8,7 @@
 import { Schema, KIND_BOOL, KIND_STRING, KIND_INT } from "./schema";
 import { JsonScanner, PRESENT } from "./json";
 import { jsonString } from "./rewrite";
-import { asciiLower } from "../telemetry/names";
+import { asciiLower } from "./hosts";
 
 /** Kinds of a key template's parts. */
 export const PART_TEXT: u8 = 0;

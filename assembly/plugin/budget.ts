@@ -25,6 +25,8 @@ import {
 } from "../llm/budget";
 import {
   UNKNOWN,
+  KEY_RATELIMIT,
+  RATELIMIT_OUTCOMES,
   RATELIMIT_ALLOWED,
   RATELIMIT_DENIED,
   RATELIMIT_FAILED_OPEN,
@@ -37,6 +39,7 @@ import {
   sendLocalResponse,
   getHeader,
   getProperty,
+  setProperty,
   readBuffer,
   bufferLength,
   release,
@@ -46,15 +49,43 @@ import {
   HeaderMapType,
   BufferType,
 } from "../host/host";
+import { Root, CallRecord } from "./root";
 
 const H_STATUS = String.UTF8.encode(":status");
 const P_XDS_ROUTE_NAME = String.UTF8.encode("xds\0route_name");
 const P_ROUTE_NAME = String.UTF8.encode("route_name");
+const P_RATELIMIT = String.UTF8.encode(KEY_RATELIMIT);
 
-/** The stream a check decides for: it learns the outcome (filter state, metric, what to skip). */
-export abstract class BudgetOwner {
-  abstract get contextId(): u32;
-  abstract decided(outcome: i32): void;
+/** What the call's destination is, asked only when a key or the metric needs it. */
+export abstract class Destination {
+  abstract destination(): string;
+}
+
+/**
+ * One call's check: its keys, the dimensions its outcome is counted with, and the outcome
+ * (-1 while the answer is out). The stream keeps it for the report at the end.
+ */
+export class Check {
+  outcome: i32 = -1;
+  constructor(
+    public contextId: u32,
+    public budget: BudgetConfig,
+    public keys: string[],
+    public root: Root,
+    public record: CallRecord,
+  ) {}
+
+  /** The call was answered here (denied, or the check failed closed): it went nowhere. */
+  get refused(): bool {
+    return this.outcome == RATELIMIT_DENIED || this.outcome == RATELIMIT_FAILED_CLOSED;
+  }
+}
+
+/** The outcome, published: filter state `ratelimit` and asm_llm_proxy_ratelimit. */
+function decided(c: Check, outcome: i32): void {
+  c.outcome = outcome;
+  setProperty(P_RATELIMIT, RATELIMIT_OUTCOMES[outcome]);
+  c.root.recordBudget(c.record, outcome);
 }
 
 /**
@@ -66,7 +97,7 @@ export class CallKeys extends KeySource {
   constructor(
     public workload: string,
     public namespace: string,
-    public destination: string,
+    public call: Destination,
     public model: string | null,
   ) {
     super();
@@ -76,7 +107,7 @@ export class CallKeys extends KeySource {
     if (kind == PART_HEADER) return getHeader(HeaderMapType.RequestHeaders, header);
     if (kind == PART_SOURCE_WORKLOAD) return this.workload == UNKNOWN ? null : this.workload;
     if (kind == PART_SOURCE_NAMESPACE) return this.namespace == UNKNOWN ? null : this.namespace;
-    if (kind == PART_DESTINATION) return this.destination;
+    if (kind == PART_DESTINATION) return this.call.destination();
     if (kind == PART_MODEL) return this.model;
     if (kind == PART_ROUTE) {
       const name = getProperty(P_XDS_ROUTE_NAME);
@@ -86,15 +117,29 @@ export class CallKeys extends KeySource {
   }
 }
 
-class Pending {
-  constructor(
-    public owner: BudgetOwner,
-    public budget: BudgetConfig,
-  ) {}
+/**
+ * The check of an LLM call, made in its request-headers callback (the headers loaded), or null
+ * when none of its keys has a value: such a call is not checked.
+ */
+export function newCheck(
+  budget: BudgetConfig,
+  root: Root,
+  contextId: u32,
+  call: Destination,
+  model: string | null,
+  headers: string[],
+): Check | null {
+  const keys = budget.keys(new CallKeys(root.workload, root.namespace, call, model));
+  if (keys.length == 0) return null;
+  const r = new CallRecord();
+  r.destination = call.destination();
+  r.model = model !== null ? model : UNKNOWN;
+  r.headers = headers;
+  return new Check(contextId, budget, keys, root, r);
 }
 
 /** Checks waiting for their answer, by call token; reports in flight. */
-const pending = new Map<u32, Pending>();
+const pending = new Map<u32, Check>();
 const reports = new Set<u32>();
 const answer = new CheckAnswer();
 
@@ -102,30 +147,32 @@ const answer = new CheckAnswer();
  * Starts the check of a call's keys. True when the request must wait (the headers callback then
  * returns StopIteration): for the answer, or because it was already refused.
  */
-export function startCheck(budget: BudgetConfig, owner: BudgetOwner, keys: string[]): bool {
+export function startCheck(c: Check): bool {
+  const budget = c.budget;
   const token = httpCall(
     budget.clusterBytes,
-    [":method", "GET", ":path", checkPath(keys), ":authority", budget.authority],
+    [":method", "GET", ":path", checkPath(c.keys), ":authority", budget.authority],
     "",
     budget.timeoutMs,
   );
   if (token != 0) {
-    pending.set(token, new Pending(owner, budget));
+    pending.set(token, c);
     return true;
   }
   // Envoy refused the call (a cluster it does not know): the service failed.
   if (logEnabled(LogLevel.Debug))
     log(LogLevel.Debug, "asm-llm-proxy: the proxy refused the token budget check to " + budget.cluster);
-  return decide(owner, budget, ANSWER_FAILED, false);
+  return decide(c, ANSWER_FAILED, false);
 }
 
 /**
  * The verdict's effect: on with the request, or a local reply. `paused`: the request waits and
  * must be continued. Returns whether the request stops here.
  */
-function decide(owner: BudgetOwner, budget: BudgetConfig, verdict: u8, paused: bool): bool {
+function decide(c: Check, verdict: u8, paused: bool): bool {
+  const budget = c.budget;
   if (verdict == ANSWER_ALLOW || (verdict == ANSWER_FAILED && budget.failOpen)) {
-    owner.decided(verdict == ANSWER_ALLOW ? RATELIMIT_ALLOWED : RATELIMIT_FAILED_OPEN);
+    decided(c, verdict == ANSWER_ALLOW ? RATELIMIT_ALLOWED : RATELIMIT_FAILED_OPEN);
     if (paused) continueRequest();
     return false;
   }
@@ -136,7 +183,7 @@ function decide(owner: BudgetOwner, budget: BudgetConfig, verdict: u8, paused: b
     headers.push(answer.retryAfter.toString());
   }
   // The outcome first: the local reply runs the response callbacks, which read it.
-  owner.decided(denied ? RATELIMIT_DENIED : RATELIMIT_FAILED_CLOSED);
+  decided(c, denied ? RATELIMIT_DENIED : RATELIMIT_FAILED_CLOSED);
   sendLocalResponse(
     budget.rejectedCode,
     denied ? "asm_llm_proxy_token_budget_spent" : "asm_llm_proxy_token_budget_unchecked",
@@ -153,10 +200,10 @@ export function onCallResponse(token: u32, headers: u32, bodySize: u32): void {
     return;
   }
   if (!pending.has(token)) return;
-  const p = pending.get(token);
+  const c = pending.get(token);
   pending.delete(token);
   // The stream may be gone (the client left while the check was out).
-  if (!setEffectiveContext(p.owner.contextId)) return;
+  if (!setEffectiveContext(c.contextId)) return;
   let verdict = ANSWER_FAILED;
   // 0 headers: a reset. Envoy answers a timeout with 504 and an unreachable cluster with 503.
   if (headers > 0 && getHeader(HeaderMapType.HttpCallResponseHeaders, H_STATUS) == "200") {
@@ -166,14 +213,17 @@ export function onCallResponse(token: u32, headers: u32, bodySize: u32): void {
       release(ptr);
     }
   }
-  decide(p.owner, p.budget, verdict, true);
+  decide(c, verdict, true);
 }
 
 /**
  * Reports a finished call's tokens to the keys it was checked under, fire-and-forget. A call
  * with no token known reports nothing.
  */
-export function report(budget: BudgetConfig, keys: string[], prompt: i64, completion: i64, total: i64): void {
+export function report(c: Check, prompt: i64, completion: i64, total: i64): void {
+  if (c.refused) return;
+  const budget = c.budget;
+  const keys = c.keys;
   if (total <= 0) total = (prompt > 0 ? prompt : 0) + (completion > 0 ? completion : 0);
   if (total <= 0) return;
   const token = httpCall(

@@ -62,6 +62,11 @@ export class RedisServer {
     });
   }
 
+  /** Sends the server a signal (SIGSTOP makes it hang, SIGCONT lets it go on). */
+  signal(sig: NodeJS.Signals): void {
+    this.child?.kill(sig);
+  }
+
   /** Stops the server it started and waits for the process to end. */
   async stop(): Promise<void> {
     const child = this.child;
