@@ -54,7 +54,9 @@ function parseUpstreams(values: string[]): Map<string, URL> {
       url = undefined;
     }
     if (i <= 0 || !url || !/^https?:$/.test(url.protocol))
-      fail(`--upstream ${v}: expected HOST=URL with an http:// or https:// URL, e.g. api.openai.com=http://127.0.0.1:8080`);
+      fail(
+        `--upstream ${v}: expected HOST=URL with an http:// or https:// URL, e.g. api.openai.com=http://127.0.0.1:8080`,
+      );
     out.set(v.slice(0, i).toLowerCase(), url);
   }
   return out;
@@ -101,7 +103,8 @@ if (args.help) {
 
 const levelName = args["log-level"]!;
 const logLevel = levelName === "off" ? 6 : (LogLevel as Record<string, number>)[levelName];
-if (logLevel === undefined) fail(`--log-level ${levelName}: one of trace, debug, info, warn, error, critical, off`);
+if (logLevel === undefined)
+  fail(`--log-level ${levelName}: one of trace, debug, info, warn, error, critical, off`);
 const wasm = resolve(ROOT, args.wasm!);
 if (!existsSync(wasm)) fail(`${wasm} does not exist: build it with npm run build:release`);
 const built = statSync(wasm).mtimeMs;
@@ -125,7 +128,11 @@ if (args.check) {
   const problems = [...(await pluginProblems(wasm, config, env)), ...schema, ...routes.errors];
   for (const w of routes.warnings) console.log(`note: ${w}`);
   for (const p of problems) console.log(p);
-  console.log(problems.length === 0 ? `${config.source}: no problems` : `${config.source}: ${problems.length} problem(s)`);
+  console.log(
+    problems.length === 0
+      ? `${config.source}: no problems`
+      : `${config.source}: ${problems.length} problem(s)`,
+  );
   process.exit(problems.length === 0 ? 0 : 1);
 }
 
@@ -133,7 +140,9 @@ for (const e of routes.errors) console.error(`asm-llm-proxy: --routes: ${e}`);
 if (routes.errors.length > 0) process.exit(1);
 for (const w of routes.warnings) console.error(`asm-llm-proxy: --routes: ${w}`);
 
-const providerHosts: string[] = (JSON.parse(config.json).providers ?? []).map((p: any) => String(p?.host ?? ""));
+const providerHosts: string[] = (JSON.parse(config.json).providers ?? []).map((p: any) =>
+  String(p?.host ?? ""),
+);
 const candidates = args.upstream!.length > 0 ? [...parseUpstreams(args.upstream!).keys()] : providerHosts;
 const defaultHost = args["default-host"] ?? (candidates.length === 1 ? candidates[0] : undefined);
 

@@ -13,8 +13,10 @@ export const ACCESS_LOG_PROVIDER = "llm-access-log";
 export function loadLogFormat(file: string): Record<string, string> {
   const mesh = parseYaml(readFileSync(file, "utf8"));
   const providers: any[] = mesh?.spec?.meshConfig?.extensionProviders ?? [];
-  const labels = providers.find((p) => p?.name === ACCESS_LOG_PROVIDER)?.envoyFileAccessLog?.logFormat?.labels;
-  if (typeof labels !== "object" || labels === null) throw new Error(`${file}: no ${ACCESS_LOG_PROVIDER} labels`);
+  const labels = providers.find((p) => p?.name === ACCESS_LOG_PROVIDER)?.envoyFileAccessLog?.logFormat
+    ?.labels;
+  if (typeof labels !== "object" || labels === null)
+    throw new Error(`${file}: no ${ACCESS_LOG_PROVIDER} labels`);
   return labels;
 }
 
@@ -38,20 +40,23 @@ function header(pairs: Array<[string, string]>, names: string): string | undefin
 
 /** One format string with Envoy's commands replaced. */
 export function renderField(format: string, facts: RequestFacts): string {
-  return format.replace(COMMAND, (_all, command: string, arg: string | undefined, max: string | undefined) => {
-    let value: string | number | undefined;
-    if (command === "FILTER_STATE") {
-      const [key, kind = ""] = (arg ?? "").split(":");
-      if (kind !== "PLAIN") throw new Error(`%FILTER_STATE(${arg})%: only :PLAIN is supported`);
-      value = facts.stream.state(key);
-    } else if (command === "REQ") value = header(facts.stream.requestHeaders, arg ?? "");
-    else if (command === "RESP") value = header(facts.responseHeaders, arg ?? "");
-    else if (command in facts.values) value = facts.values[command];
-    else throw new Error(`access-log command %${command}% is not supported by the local proxy`);
-    const text = value === undefined ? "" : String(value);
-    if (text === "") return "-";
-    return max ? text.slice(0, Number(max)) : text;
-  });
+  return format.replace(
+    COMMAND,
+    (_all, command: string, arg: string | undefined, max: string | undefined) => {
+      let value: string | number | undefined;
+      if (command === "FILTER_STATE") {
+        const [key, kind = ""] = (arg ?? "").split(":");
+        if (kind !== "PLAIN") throw new Error(`%FILTER_STATE(${arg})%: only :PLAIN is supported`);
+        value = facts.stream.state(key);
+      } else if (command === "REQ") value = header(facts.stream.requestHeaders, arg ?? "");
+      else if (command === "RESP") value = header(facts.responseHeaders, arg ?? "");
+      else if (command in facts.values) value = facts.values[command];
+      else throw new Error(`access-log command %${command}% is not supported by the local proxy`);
+      const text = value === undefined ? "" : String(value);
+      if (text === "") return "-";
+      return max ? text.slice(0, Number(max)) : text;
+    },
+  );
 }
 
 /** The JSON line of a request. */
@@ -86,7 +91,8 @@ export function checkFormat(labels: Record<string, string>): void {
     for (const [, command, arg] of format.matchAll(COMMAND)) {
       if (command === "REQ" || command === "RESP") continue;
       if (command === "FILTER_STATE" && arg?.endsWith(":PLAIN")) continue;
-      if (!VALUE_COMMANDS.includes(command)) throw new Error(`access-log label ${label}: %${command}% is not supported`);
+      if (!VALUE_COMMANDS.includes(command))
+        throw new Error(`access-log label ${label}: %${command}% is not supported`);
     }
   }
 }

@@ -41,17 +41,23 @@ export function loadPluginConfig(file: string | undefined): PluginConfig {
   const docs = parseAllDocuments(text);
   const values = [];
   for (const doc of docs) {
-    if (doc.errors.length > 0) throw new ConfigError(`--config ${file}: not valid YAML (${doc.errors[0].message})`);
+    if (doc.errors.length > 0)
+      throw new ConfigError(`--config ${file}: not valid YAML (${doc.errors[0].message})`);
     values.push(doc.toJS());
   }
   const plugin = values.find((v) => v?.kind === "WasmPlugin");
   if (plugin) {
     const env: Record<string, string> = {};
     for (const e of plugin.spec?.vmConfig?.env ?? []) {
-      if (typeof e?.name === "string" && e.valueFrom !== "HOST" && typeof e.value === "string") env[e.name] = e.value;
+      if (typeof e?.name === "string" && e.valueFrom !== "HOST" && typeof e.value === "string")
+        env[e.name] = e.value;
     }
     const config = plugin.spec?.pluginConfig ?? {};
-    return { source: `${file} (WasmPlugin ${plugin.metadata?.name ?? ""} spec.pluginConfig)`, json: JSON.stringify(config), env };
+    return {
+      source: `${file} (WasmPlugin ${plugin.metadata?.name ?? ""} spec.pluginConfig)`,
+      json: JSON.stringify(config),
+      env,
+    };
   }
   if (values.length === 1 && typeof values[0] === "object" && values[0] !== null && !("kind" in values[0]))
     return { source: file, json: JSON.stringify(values[0]), env: {} };
@@ -60,7 +66,9 @@ export function loadPluginConfig(file: string | undefined): PluginConfig {
 
 /** What the JSON Schema (deploy/plugin-config.schema.json) says of a configuration. */
 export function schemaProblems(json: string): string[] {
-  const validate = new Ajv({ strict: false, allErrors: true }).compile(JSON.parse(readFileSync(SCHEMA, "utf8")));
+  const validate = new Ajv({ strict: false, allErrors: true }).compile(
+    JSON.parse(readFileSync(SCHEMA, "utf8")),
+  );
   if (validate(JSON.parse(json))) return [];
   return (validate.errors ?? []).map((e) => {
     const extra = e.keyword === "additionalProperties" ? ` (${(e.params as any).additionalProperty})` : "";
@@ -69,11 +77,23 @@ export function schemaProblems(json: string): string[] {
 }
 
 /** What the plugin itself warns of when configured with it (a VM of its own, no canary). */
-export async function pluginProblems(wasm: string, config: PluginConfig, env: Record<string, string>): Promise<string[]> {
+export async function pluginProblems(
+  wasm: string,
+  config: PluginConfig,
+  env: Record<string, string>,
+): Promise<string[]> {
   try {
-    const host = await ProxyWasmHost.load(wasm, { pluginConfig: config.json, env, canary: false, logLevel: LogLevel.warn });
+    const host = await ProxyWasmHost.load(wasm, {
+      pluginConfig: config.json,
+      env,
+      canary: false,
+      logLevel: LogLevel.warn,
+    });
     const levels = ["warn", "error", "critical"];
-    return [...host.logs.filter((l) => levels.includes(l.level)).map((l) => `plugin: ${l.message}`), ...host.traps.map((t) => `plugin trapped: ${t.message}`)];
+    return [
+      ...host.logs.filter((l) => levels.includes(l.level)).map((l) => `plugin: ${l.message}`),
+      ...host.traps.map((t) => `plugin trapped: ${t.message}`),
+    ];
   } catch (e) {
     return [`plugin: ${(e as Error).message}`];
   }

@@ -88,7 +88,8 @@ class Reader {
     }
     for (const key of Object.keys(value)) {
       if (known.includes(key)) continue;
-      if (ignored.includes(key)) this.routes.warnings.push(`${this.where}: ${at}.${key} is not emulated (ignored)`);
+      if (ignored.includes(key))
+        this.routes.warnings.push(`${this.where}: ${at}.${key} is not emulated (ignored)`);
       else this.routes.errors.push(`${this.where}: ${at}.${key} is not a field of Istio's VirtualService`);
     }
     return value as Record<string, any>;
@@ -129,7 +130,10 @@ class Reader {
   }
 
   /** One HTTPMatchRequest: every condition in it must hold. */
-  match(value: unknown, at: string): { name?: string; test: (header: (n: string) => string | undefined) => boolean } {
+  match(
+    value: unknown,
+    at: string,
+  ): { name?: string; test: (header: (n: string) => string | undefined) => boolean } {
     const m = this.fields(value, at, MATCH_FIELDS, MATCH_IGNORED);
     const tests: Array<(header: (n: string) => string | undefined) => boolean> = [];
     if (m.uri !== undefined) {
@@ -166,9 +170,13 @@ class Reader {
         this.routes.errors.push(`${this.where}: ${at}[${i}].destination.host is required`);
         return;
       }
-      const port = d.port === undefined ? 80 : Number(this.fields(d.port, `${at}[${i}].destination.port`, ["number"]).number);
+      const port =
+        d.port === undefined
+          ? 80
+          : Number(this.fields(d.port, `${at}[${i}].destination.port`, ["number"]).number);
       const weight = dr.weight === undefined ? (routes.length === 1 ? 100 : 0) : Number(dr.weight);
-      if (!Number.isInteger(weight) || weight < 0) this.routes.errors.push(`${this.where}: ${at}[${i}].weight must be a whole number`);
+      if (!Number.isInteger(weight) || weight < 0)
+        this.routes.errors.push(`${this.where}: ${at}[${i}].weight must be a whole number`);
       out.push({ cluster: clusterName(d.host.toLowerCase(), port || 80, d.subset ?? ""), weight });
     });
     return out;

@@ -67,7 +67,8 @@ type Pairs = Array<[string, string]>;
 function endToEnd(raw: string[]): Pairs {
   const named = new Set<string>();
   for (let i = 0; i < raw.length; i += 2)
-    if (raw[i].toLowerCase() === "connection") for (const n of raw[i + 1].split(",")) named.add(n.trim().toLowerCase());
+    if (raw[i].toLowerCase() === "connection")
+      for (const n of raw[i + 1].split(",")) named.add(n.trim().toLowerCase());
   const out: Pairs = [];
   for (let i = 0; i < raw.length; i += 2) {
     const k = raw[i].toLowerCase();
@@ -121,7 +122,10 @@ export class LocalProxy {
   configProblems: string[] = [];
   private readonly active = new Set<Exchange>();
   private readonly defaultsAdded = new Set<string>();
-  private readonly agents = { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent({ keepAlive: true }) };
+  private readonly agents = {
+    http: new HttpAgent({ keepAlive: true }),
+    https: new HttpsAgent({ keepAlive: true }),
+  };
   private last = performance.now();
   private trapsReported = 0;
   private readonly accessLog: (line: string) => void;
@@ -155,8 +159,11 @@ export class LocalProxy {
     proxy.drainLogs();
     proxy.server = createServer({ noDelay: true }, (req, res) => proxy.handle(req, res));
     proxy.server.on("connect", (_req, socket: Socket) => {
-      const body = "CONNECT is not proxied: the plugin reads plain HTTP. Call http://HOST/ through the proxy; it opens TLS to the provider itself.\n";
-      socket.end(`HTTP/1.1 405 Method Not Allowed\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      const body =
+        "CONNECT is not proxied: the plugin reads plain HTTP. Call http://HOST/ through the proxy; it opens TLS to the provider itself.\n";
+      socket.end(
+        `HTTP/1.1 405 Method Not Allowed\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
     });
     proxy.listenAddress = await listen(proxy.server, options.listen, "--listen");
     if (options.admin) {
@@ -209,9 +216,12 @@ export class LocalProxy {
 
   private drainLogs(): void {
     for (const l of this.host.logs.splice(0))
-      if ((LEVELS[l.level] ?? LogLevel.info) >= this.options.logLevel) this.log(`[wasm ${l.level}] ${l.message}`);
+      if ((LEVELS[l.level] ?? LogLevel.info) >= this.options.logLevel)
+        this.log(`[wasm ${l.level}] ${l.message}`);
     while (this.trapsReported < this.host.traps.length)
-      this.log(`[proxy error] the plugin trapped and is skipped from now on (FAIL_OPEN): ${this.host.traps[this.trapsReported++].message}`);
+      this.log(
+        `[proxy error] the plugin trapped and is skipped from now on (FAIL_OPEN): ${this.host.traps[this.trapsReported++].message}`,
+      );
   }
 
   /** Whether an authority names the proxy itself (origin form: base_url points at the proxy). */
@@ -219,7 +229,9 @@ export class LocalProxy {
     if (authority === "") return true;
     const m = /:(\d+)$/.exec(authority);
     if (!m || Number(m[1]) !== this.listenAddress.port) return false;
-    return ["127.0.0.1", "localhost", "[::1]", "0.0.0.0", this.listenAddress.host].includes(hostOf(authority));
+    return ["127.0.0.1", "localhost", "[::1]", "0.0.0.0", this.listenAddress.host].includes(
+      hostOf(authority),
+    );
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
@@ -241,10 +253,14 @@ export class LocalProxy {
       [":scheme", "http"],
       ...endToEnd(req.rawHeaders),
     ];
-    if (get(requestHeaders, "x-forwarded-proto") === undefined) requestHeaders.push(["x-forwarded-proto", "http"]);
-    if (get(requestHeaders, "x-request-id") === undefined) requestHeaders.push(["x-request-id", randomUUID()]);
-    const hasBody = req.headers["transfer-encoding"] !== undefined || (req.headers["content-length"] ?? "0") !== "0";
-    if (!self || this.options.defaultHost) ensureDefaultRoute(this.options.routes, authority, this.defaultsAdded);
+    if (get(requestHeaders, "x-forwarded-proto") === undefined)
+      requestHeaders.push(["x-forwarded-proto", "http"]);
+    if (get(requestHeaders, "x-request-id") === undefined)
+      requestHeaders.push(["x-request-id", randomUUID()]);
+    const hasBody =
+      req.headers["transfer-encoding"] !== undefined || (req.headers["content-length"] ?? "0") !== "0";
+    if (!self || this.options.defaultHost)
+      ensureDefaultRoute(this.options.routes, authority, this.defaultsAdded);
     const x: Exchange = {
       s: this.host.stream({ streamId: Math.floor(Math.random() * 0xffffffff) }),
       req,
@@ -271,10 +287,20 @@ export class LocalProxy {
     this.drainLogs();
     const cluster = x.s.cluster;
     if (self && !this.options.defaultHost) {
-      return this.localReply(x, 404, `this request names the proxy itself (${authority}): call http://HOST/... with -x/HTTP_PROXY, or start the proxy with --default-host HOST\n`, "NR");
+      return this.localReply(
+        x,
+        404,
+        `this request names the proxy itself (${authority}): call http://HOST/... with -x/HTTP_PROXY, or start the proxy with --default-host HOST\n`,
+        "NR",
+      );
     }
     if (cluster === undefined) {
-      return this.localReply(x, 404, `no route for ${authority}${path} in the --routes VirtualServices\n`, "NR");
+      return this.localReply(
+        x,
+        404,
+        `no route for ${authority}${path} in the --routes VirtualServices\n`,
+        "NR",
+      );
     }
     const upHost = clusterHost(cluster) ?? hostOf(authority);
     const target = this.options.upstreams.get(upHost) ?? new URL(`https://${upHost}:443`);
@@ -353,10 +379,15 @@ export class LocalProxy {
     x.upstreamLocal = address(sock?.localAddress, sock?.localPort);
     const status = ures.statusCode ?? 502;
     const method = get(s.requestHeaders, ":method");
-    const bodyless = method === "HEAD" || status === 204 || status === 304 || ures.headers["content-length"] === "0";
+    const bodyless =
+      method === "HEAD" || status === 204 || status === 304 || ures.headers["content-length"] === "0";
     this.tick();
     s.sendResponseHeaders(
-      [[":status", String(status)], ...endToEnd(ures.rawHeaders), ["x-envoy-upstream-service-time", String(serviceMs)]],
+      [
+        [":status", String(status)],
+        ...endToEnd(ures.rawHeaders),
+        ["x-envoy-upstream-service-time", String(serviceMs)],
+      ],
       bodyless,
     );
     this.drainLogs();
@@ -488,7 +519,9 @@ export class LocalProxy {
     };
     if (path === "/stats/prometheus") return send(200, "text/plain; version=0.0.4", this.prometheus());
     if (path === "/stats") {
-      const lines = [...this.host.metrics.values()].map((m) => `${m.name}: ${m.type === 2 ? `P0(${m.samples.length} samples)` : m.value}`);
+      const lines = [...this.host.metrics.values()].map(
+        (m) => `${m.name}: ${m.type === 2 ? `P0(${m.samples.length} samples)` : m.value}`,
+      );
       return send(200, "text/plain", lines.sort().join("\n") + "\n");
     }
     if (path === "/config_dump") {
@@ -508,7 +541,6 @@ export class LocalProxy {
     send(404, "text/plain", "admin paths: /stats/prometheus /stats /config_dump /ready\n");
   }
 }
-
 
 function listen(server: Server, a: Address, option: string): Promise<Address> {
   return new Promise((resolve, reject) => {
