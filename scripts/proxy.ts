@@ -174,7 +174,10 @@ console.error(
     `; config ${config.source}` +
     (defaultHost ? `; requests to the proxy itself go to ${defaultHost}` : ""),
 );
-for (const p of proxy.configProblems) console.error(`asm-llm-proxy: configuration problem: ${p}`);
+// The plugin's own warnings were printed as it logged them, unless --log-level hides them.
+for (const p of proxy.configProblems)
+  if (!p.startsWith("plugin: ") || logLevel > LogLevel.warn)
+    console.error(`asm-llm-proxy: configuration problem: ${p}`);
 
 let stopping = false;
 const stop = async () => {
