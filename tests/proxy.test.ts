@@ -357,6 +357,14 @@ test("proxy: streams, big bodies, resets, disconnects and unreachable upstreams"
     ],
     KEY_ENV,
   );
+  /** A streamed call to <name>.test for the model <name>-model. */
+  const streamed = (name: string, onChunk?: Parameters<typeof post>[3]) =>
+    post(
+      p,
+      `http://${name}.test/v1/chat/completions`,
+      JSON.stringify({ model: `${name}-model`, stream: true, messages: [] }),
+      onChunk,
+    );
   const lineFor = async (authority: string) => {
     await until(
       () => p.logs.some((l) => l.authority_for === authority),
@@ -419,11 +427,7 @@ test("proxy: streams, big bodies, resets, disconnects and unreachable upstreams"
     await t.test(
       "an upstream that resets mid-stream: the client's response is cut, the log says UC",
       async () => {
-        const r = await post(
-          p,
-          "http://reset.test/v1/chat/completions",
-          JSON.stringify({ model: "reset-model", stream: true, messages: [] }),
-        );
+        const r = await streamed("reset");
         assert.equal(r.status, 200);
         assert.ok(r.error !== undefined, "the client sees the response end early");
         assert.ok(r.body.toString().startsWith("data: "), "what came before the reset was forwarded");
@@ -436,12 +440,7 @@ test("proxy: streams, big bodies, resets, disconnects and unreachable upstreams"
     await t.test(
       "a client that disconnects mid-stream: the upstream request is closed, the log says DC",
       async () => {
-        const r = await post(
-          p,
-          "http://hang.test/v1/chat/completions",
-          JSON.stringify({ model: "hang-model", stream: true, messages: [] }),
-          (_c, req) => req.destroy(),
-        );
+        const r = await streamed("hang", (_c, req) => req.destroy());
         assert.ok(r.error !== undefined);
         await up.hangClosed;
         const line = await lineFor("hang.test");

@@ -12,6 +12,7 @@ import type { IncomingMessage, ServerResponse, ClientRequest, Server } from "nod
 import { request as httpsRequest, Agent as HttpsAgent } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { randomUUID } from "node:crypto";
+import { networkInterfaces } from "node:os";
 import { ProxyWasmHost, LogLevel, type HttpStream } from "../../tests/host/host.ts";
 import { renderPrometheus, type TagSpecifier } from "../../tests/host/telemetry.ts";
 import { accessLogLine, checkFormat } from "./access-log.ts";
@@ -47,8 +48,12 @@ export interface ProxyOptions {
 }
 
 const LEVELS: Record<string, number> = LogLevel;
-/** Hop-by-hop headers: they concern one connection and are not passed on (RFC 9110 7.6.1). */
+/**
+ * Hop-by-hop headers: they concern one connection and are not passed on (RFC 9110 7.6.1); and
+ * `expect`, which Envoy answers itself (100 Continue) and removes.
+ */
 const HOP = new Set([
+  "expect",
   "connection",
   "keep-alive",
   "proxy-connection",
@@ -62,6 +67,13 @@ const HOP = new Set([
 ]);
 
 type Pairs = Array<[string, string]>;
+
+/** This machine's addresses, which name the proxy itself when the port is its port. */
+const LOCAL_ADDRESSES = new Set([
+  "0.0.0.0",
+  "::",
+  ...Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address)),
+]);
 
 /** The end-to-end headers of a raw header list. */
 function endToEnd(raw: string[]): Pairs {
@@ -229,9 +241,8 @@ export class LocalProxy {
     if (authority === "") return true;
     const m = /:(\d+)$/.exec(authority);
     if (!m || Number(m[1]) !== this.listenAddress.port) return false;
-    return ["127.0.0.1", "localhost", "[::1]", "0.0.0.0", this.listenAddress.host].includes(
-      hostOf(authority),
-    );
+    const host = hostOf(authority).replace(/^\[|\]$/g, "");
+    return host === "localhost" || host === this.listenAddress.host || LOCAL_ADDRESSES.has(host);
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
@@ -466,6 +477,7 @@ export class LocalProxy {
 
   /** An upstream reset after the response began: the downstream connection is closed mid-body. */
   private reset(x: Exchange, flag: string): void {
+    if (x.done) return;
     x.flags.push(flag);
     this.counts.reset++;
     this.log(`[proxy warn] upstream ${x.upstreamName} reset the stream mid-response`);
