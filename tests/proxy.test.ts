@@ -491,6 +491,88 @@ test("proxy: streams, big bodies, resets, disconnects and unreachable upstreams"
   }
 });
 
+test("proxy --routes: header regex, uri prefix, match names, a weighted split and the default route", async () => {
+  const servers = await Promise.all(
+    ["A", "B"].map(async (name) => {
+      const server = createServer((req, res) =>
+        res.end(JSON.stringify({ server: name, host: req.headers.host })),
+      );
+      await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+      return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+    }),
+  );
+  const vs = tmp + "/routes.yaml";
+  writeFileSync(
+    vs,
+    [
+      "apiVersion: networking.istio.io/v1",
+      "kind: VirtualService",
+      "metadata: {name: llm}",
+      "spec:",
+      "  hosts: [llm.test]",
+      "  http:",
+      "    - name: by-tier",
+      "      match:",
+      "        - name: gold",
+      '          headers: {x-tier: {regex: "gold|platinum"}}',
+      "      route: [{destination: {host: a.test}}]",
+      "    - name: v2",
+      "      match: [{uri: {prefix: /v2/}}]",
+      "      route: [{destination: {host: b.test, port: {number: 8080}}}]",
+      "    - name: split",
+      "      retries: {attempts: 3}",
+      "      route:",
+      "        - {destination: {host: a.test}, weight: 50}",
+      "        - {destination: {host: b.test}, weight: 50}",
+    ].join("\n"),
+  );
+  const p = await startProxy([
+    "--routes",
+    vs,
+    "--upstream",
+    `a.test=${servers[0].url}`,
+    "--upstream",
+    `b.test=${servers[1].url}`,
+    "--upstream",
+    `other.test=${servers[0].url}`,
+  ]);
+  const get = (url: string, headers: Record<string, string> = {}) =>
+    new Promise<{ server: string; host: string }>((resolve, reject) => {
+      request({ host: "127.0.0.1", port: p.port, path: url, headers }, (res) => {
+        let text = "";
+        res.on("data", (d) => (text += d));
+        res.on("end", () => resolve(JSON.parse(text)));
+      })
+        .on("error", reject)
+        .end();
+    });
+  try {
+    assert.deepEqual(await get("http://llm.test/v1/x", { "x-tier": "platinum" }), {
+      server: "A",
+      host: "llm.test",
+    });
+    assert.deepEqual(await get("http://llm.test/v2/models"), { server: "B", host: "llm.test" });
+    assert.equal((await get("http://other.test/")).server, "A");
+    const split = new Set<string>();
+    for (let i = 0; i < 40; i++)
+      split.add((await get("http://llm.test/v1/x", { "x-tier": "silver" })).server);
+    assert.deepEqual([...split].sort(), ["A", "B"], "both sides of the 50/50 split are used");
+    await until(() => p.logs.length >= 43, "43 access-log lines");
+    const routes = p.logs.map((l) => `${l.route_name} ${l.upstream_cluster}`);
+    assert.equal(routes[0], "by-tier.gold outbound|80||a.test");
+    assert.equal(routes[1], "v2 outbound|8080||b.test");
+    assert.equal(routes[2], "default outbound|80||other.test");
+    assert.deepEqual([...new Set(routes.slice(3))].sort(), [
+      "split outbound|80||a.test",
+      "split outbound|80||b.test",
+    ]);
+    assert.match(p.stderr(), /spec\.http\[2\]\.retries is not emulated \(ignored\)/);
+  } finally {
+    await p.stop();
+    for (const s of servers) s.server.close();
+  }
+});
+
 // ---- bad input --------------------------------------------------------------------------------
 
 test("proxy --check: deploy/'s WasmPlugin passes; a bad configuration prints every problem and exits 1", async () => {
