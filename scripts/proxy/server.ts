@@ -169,7 +169,16 @@ export class LocalProxy {
     ];
     host.canaryLogs.length = 0; // the canary says what the worker says: print it once
     proxy.drainLogs();
-    proxy.server = createServer({ noDelay: true }, (req, res) => proxy.handle(req, res));
+    proxy.server = createServer({ noDelay: true }, (req, res) => {
+      try {
+        proxy.handle(req, res);
+      } catch (e) {
+        // A request the proxy cannot handle (an authority that is no host name, ...) fails alone.
+        proxy.log(`[proxy error] ${req.method} ${req.url}: ${(e as Error).message}`);
+        if (!res.headersSent) res.writeHead(400, { "content-type": "text/plain" });
+        res.end(`asm-llm-proxy: ${(e as Error).message}\n`);
+      }
+    });
     proxy.server.on("connect", (_req, socket: Socket) => {
       const body =
         "CONNECT is not proxied: the plugin reads plain HTTP. Call http://HOST/ through the proxy; it opens TLS to the provider itself.\n";
