@@ -17,7 +17,7 @@ import {
 } from "node:http";
 import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import type { AddressInfo } from "node:net";
+import { connect, type AddressInfo } from "node:net";
 import OpenAI from "openai";
 import {
   startMockUpstream,
@@ -574,6 +574,32 @@ test("proxy --routes: header regex, uri prefix, match names, a weighted split an
 });
 
 // ---- bad input --------------------------------------------------------------------------------
+
+test("proxy: CONNECT (https:// through the proxy) is refused with a 405 that says why, and the proxy serves on", async () => {
+  const answer = await new Promise<string>((resolve, reject) => {
+    const socket = connect(seedProxy.port, "127.0.0.1", () =>
+      socket.write("CONNECT dashscope.aliyuncs.com:443 HTTP/1.1\r\nHost: dashscope.aliyuncs.com:443\r\n\r\n"),
+    );
+    let text = "";
+    socket.on("data", (d) => (text += d));
+    socket.on("close", () => resolve(text));
+    socket.on("error", reject);
+  });
+  assert.match(answer, /^HTTP\/1\.1 405 /);
+  assert.match(answer, /the plugin reads plain HTTP/);
+  if (!NO_CURL) {
+    // curl resets the connection when its tunnel is refused: the proxy must take that.
+    const r = await curl([
+      "-v",
+      "-x",
+      `http://127.0.0.1:${seedProxy.port}`,
+      "https://dashscope.aliyuncs.com/",
+    ]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /< HTTP\/1\.1 405 /);
+  }
+  assert.equal(await admin(seedProxy, "/ready"), "LIVE\n");
+});
 
 test("proxy --check: deploy/'s WasmPlugin passes; a bad configuration prints every problem and exits 1", async () => {
   const good = await runProxy(["--check", "--config", WASMPLUGIN], KEY_ENV);

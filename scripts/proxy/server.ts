@@ -180,6 +180,7 @@ export class LocalProxy {
       }
     });
     proxy.server.on("connect", (_req, socket: Socket) => {
+      socket.on("error", () => undefined); // a client that resets is no concern of the proxy's
       const body =
         "CONNECT is not proxied: the plugin reads plain HTTP. Call http://HOST/ through the proxy; it opens TLS to the provider itself.\n";
       socket.end(
