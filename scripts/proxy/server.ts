@@ -296,6 +296,9 @@ export class LocalProxy {
       sentHeaders: [],
     };
     this.active.add(x);
+    // A client's reset shows as 'close' below; the streams' own errors add nothing to it.
+    req.on("error", () => undefined);
+    res.on("error", () => undefined);
     res.on("close", () => {
       if (x.done) return;
       // The client went away before the response ended: Envoy resets the upstream stream.
