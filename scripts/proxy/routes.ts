@@ -174,10 +174,13 @@ class Reader {
         d.port === undefined
           ? 80
           : Number(this.fields(d.port, `${at}[${i}].destination.port`, ["number"]).number);
-      const weight = dr.weight === undefined ? (routes.length === 1 ? 100 : 0) : Number(dr.weight);
+      // One destination takes every request whatever its weight; among several, istiod drops
+      // those of weight 0.
+      const weight = routes.length === 1 ? 100 : Number(dr.weight ?? 0);
       if (!Number.isInteger(weight) || weight < 0)
         this.routes.errors.push(`${this.where}: ${at}[${i}].weight must be a whole number`);
-      out.push({ cluster: clusterName(d.host.toLowerCase(), port || 80, d.subset ?? ""), weight });
+      if (weight > 0)
+        out.push({ cluster: clusterName(d.host.toLowerCase(), port || 80, d.subset ?? ""), weight });
     });
     return out;
   }
@@ -242,7 +245,8 @@ export function loadRoutes(files: string[]): ProxyRoutes {
         const matches = r.list(h.match, `${at}.match`).map((m, j) => r.match(m, `${at}.match[${j}]`));
         if (matches.length === 0) matches.push({ name: undefined, test: () => true });
         for (const m of matches) {
-          const routeName = h.name && m.name ? `${h.name}.${m.name}` : (h.name ?? undefined);
+          // istiod: the http route's name, "." and the match's name when the match has one.
+          const routeName = m.name ? `${h.name ?? ""}.${m.name}` : h.name;
           routes.rules.push({ name: routeName, clusters, matches: (hd) => forHost(hd) && m.test(hd) });
         }
       });
