@@ -227,9 +227,12 @@ interface Controlled {
   hangClosed: Promise<void>;
   bigRequestHash?: string;
   bigResponseHash?: string;
+  /** Bytes slow.test has handed to its socket so far. */
+  slowWritten: number;
 }
 
 const BIG = 5 * 1024 * 1024;
+const SLOW = 64 * 1024 * 1024;
 
 async function startControlled(): Promise<Controlled> {
   let release!: () => void;
@@ -239,6 +242,7 @@ async function startControlled(): Promise<Controlled> {
     order: [],
     release,
     hangClosed: new Promise<void>((r) => (hangClosed = r)),
+    slowWritten: 0,
   } as any;
   const sse = (res: ServerResponse) =>
     res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" });
@@ -285,6 +289,15 @@ async function startControlled(): Promise<Controlled> {
       sse(res);
       res.write(completionEvents("reset-model", true)[0]);
       setTimeout(() => res.socket?.destroy(), 50);
+    } else if (host === "slow.test") {
+      // SLOW bytes, written only as fast as the socket takes them ('drain').
+      res.writeHead(200, { "content-type": "application/octet-stream" });
+      const piece = Buffer.alloc(64 * 1024, "s");
+      while (c.slowWritten < SLOW) {
+        c.slowWritten += piece.length;
+        if (!res.write(piece)) await new Promise((r) => res.once("drain", r));
+      }
+      res.end();
     } else if (host === "hang.test") {
       sse(res);
       res.write(completionEvents("hang-model", true)[0]);
@@ -345,7 +358,7 @@ test("proxy: streams, big bodies, resets, disconnects and unreachable upstreams"
       VIRTUALSERVICE,
       "--default-host",
       "dashscope.aliyuncs.com",
-      ...["dashscope.aliyuncs.com", "big.test", "reset.test", "hang.test"].flatMap((h) => [
+      ...["dashscope.aliyuncs.com", "big.test", "reset.test", "hang.test", "slow.test"].flatMap((h) => [
         "--upstream",
         `${h}=${plain}`,
       ]),
@@ -422,6 +435,35 @@ test("proxy: streams, big bodies, resets, disconnects and unreachable upstreams"
       assert.equal(line.bytes_sent, String(r.body.length));
       assert.equal(line.request_prompt_tokens, "1000");
       assert.equal(line.request_completion_tokens, "2000");
+    });
+
+    await t.test("backpressure: a client that stops reading stops the upstream's writes", async () => {
+      let received = 0;
+      const done = new Promise<void>((resolve, reject) => {
+        request({ host: "127.0.0.1", port: p.port, path: "http://slow.test/files/blob" }, (res) => {
+          res.once("data", () => res.pause());
+          res.on("data", (d: Buffer) => (received += d.length));
+          res.on("end", resolve);
+          res.on("error", reject);
+          // Paused after its first chunk: until the upstream has stopped making progress, it
+          // must not have written it all (the proxy would then hold what the client did not take).
+          void (async () => {
+            let last = -1;
+            let still = 0;
+            while (still < 10) {
+              await new Promise((r) => setTimeout(r, 50));
+              assert.ok(up.slowWritten < SLOW, "the upstream wrote everything while the client read nothing");
+              still = up.slowWritten === last ? still + 1 : 0;
+              last = up.slowWritten;
+            }
+            res.resume();
+          })().catch(reject);
+        })
+          .on("error", reject)
+          .end();
+      });
+      await done;
+      assert.equal(received, SLOW);
     });
 
     await t.test(
