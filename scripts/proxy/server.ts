@@ -117,8 +117,8 @@ interface Exchange {
   upstreamHost?: string;
   upstreamLocal?: string;
   failure?: string;
-  /** A response (upstream's or local) has begun: request data no longer goes to the plugin. */
-  responding: boolean;
+  /** The proxy answered itself: the rest of the request goes neither to the plugin nor upstream. */
+  local: boolean;
   done: boolean;
   sentHeaders: Pairs;
   code?: number;
@@ -291,7 +291,7 @@ export class LocalProxy {
       bytesReceived: 0,
       bytesSent: 0,
       flags: [],
-      responding: false,
+      local: false,
       done: false,
       sentHeaders: [],
     };
@@ -367,14 +367,14 @@ export class LocalProxy {
     else {
       req.on("data", (chunk: Buffer) => {
         x.bytesReceived += chunk.length;
-        if (x.responding || x.done) return;
+        if (x.local || x.done) return;
         this.tick();
         s.sendRequestBody(chunk, false);
         this.drainLogs();
         flushUp();
       });
       req.on("end", () => {
-        if (x.responding || x.done) return;
+        if (x.local || x.done) return;
         this.tick();
         s.sendRequestBody(new Uint8Array(0), true);
         this.drainLogs();
@@ -397,7 +397,6 @@ export class LocalProxy {
   private respond(x: Exchange, ures: IncomingMessage, serviceMs: number): void {
     if (x.done) return void ures.resume();
     const { s, res } = x;
-    x.responding = true;
     const sock = ures.socket;
     x.upstreamHost = address(sock?.remoteAddress, sock?.remotePort);
     x.upstreamLocal = address(sock?.localAddress, sock?.localPort);
@@ -465,7 +464,7 @@ export class LocalProxy {
 
   /** A reply of the proxy's own (no route, upstream unreachable), through the plugin like Envoy's. */
   private localReply(x: Exchange, status: number, body: string, flag: string): void {
-    x.responding = true;
+    x.local = true;
     x.flags.push(flag);
     this.counts.local++;
     x.req.resume(); // the rest of the request body is read and dropped
@@ -501,6 +500,8 @@ export class LocalProxy {
   private finish(x: Exchange): void {
     if (x.done) return;
     x.done = true;
+    // A response that ended before its request did: the upstream request is reset, as Envoy does.
+    if (x.up && !x.up.writableEnded) x.up.destroy();
     this.active.delete(x);
     this.tick();
     x.s.end();
