@@ -5,7 +5,7 @@
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { request } from "node:http";
-import { ROOT, WASM } from "./seed.ts";
+import { ROOT, RELEASE_WASM } from "./seed.ts";
 
 export interface RunningProxy {
   child: ChildProcess;
@@ -25,11 +25,15 @@ export interface ProxyRun {
 }
 
 function spawnProxy(args: string[], env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, ["--import", "tsx", ROOT + "scripts/proxy.ts", "--wasm", WASM, ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  return spawn(
+    process.execPath,
+    ["--import", "tsx", ROOT + "scripts/proxy.ts", "--wasm", RELEASE_WASM, ...args],
+    {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
 }
 
 /** Runs the proxy to its end (for --check and start-up errors). */
