@@ -9,128 +9,29 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createServer, type Server } from "node:http";
-import { Redis } from "ioredis";
 import { ProxyWasmHost, type HostOptions } from "./host/host.ts";
-import { exchange, type ExchangeResult } from "./host/exchange.ts";
-import { completionBody } from "./mock-upstream.ts";
 import { WASM, NODE_METADATA } from "./seed.ts";
-import { start, type Running } from "../ratelimit/src/main.ts";
-import { createLogger } from "../ratelimit/src/log.ts";
-import { REDIS_SKIP, RedisServer } from "../ratelimit/tests/redis.ts";
+import { BudgetStack, REDIS_SKIP, SERVICE, PER_CALL } from "./budget-stack.ts";
 
-const SERVICE = "outbound|80||asm-llm-token-ratelimit-service.default.svc.cluster.local";
-/** Every call the upstream answers costs 7 + 13 = 20 tokens (completionBody's usage). */
-const PER_CALL = 20;
-const RULES = [
-  // 100 tokens, refilled whole every 1.5 s.
-  {
-    rate_limit_key_regex: "^team-",
-    redis_expired_seconds: 60,
-    fill_interval_second: 1.5,
-    tokens_per_fill: 100,
-    max_tokens: 100,
-  },
-  // 1,000 tokens, not refilled during the test.
-  {
-    rate_limit_key_regex: "^crowd$",
-    redis_expired_seconds: 60,
-    fill_interval_second: 3600,
-    tokens_per_fill: 1000,
-    max_tokens: 1000,
-  },
-  {
-    rate_limit_key_regex: "^(sleep\\.default|tier-.*)$",
-    redis_expired_seconds: 60,
-    fill_interval_second: 3600,
-    tokens_per_fill: 1000,
-    max_tokens: 100000,
-  },
-];
-
-let redis: RedisServer;
-let service: Running;
-let client: Redis;
-let upstream: Server;
-let upstreamPort = 0;
-let upstreamCalls = 0;
+let stack: BudgetStack;
 const opts = { skip: REDIS_SKIP };
 
 before(async () => {
-  if (REDIS_SKIP) return;
-  redis = await RedisServer.start();
-  client = new Redis({ host: "127.0.0.1", port: redis.port });
-  client.on("error", () => {});
-  service = await startService();
-  upstream = createServer((req, res) => {
-    upstreamCalls++;
-    const parts: Buffer[] = [];
-    req.on("data", (c: Buffer) => parts.push(c));
-    req.on("end", () => {
-      const model = JSON.parse(Buffer.concat(parts).toString()).model ?? "m";
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end(completionBody(model));
-    });
-  });
-  await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
-  upstreamPort = (upstream.address() as { port: number }).port;
+  if (!REDIS_SKIP) stack = await BudgetStack.start();
 });
 
 after(async () => {
-  if (REDIS_SKIP) return;
-  client.disconnect();
-  await service.stop();
-  await redis.stop();
-  upstream.close();
+  if (!REDIS_SKIP) await stack.stop();
 });
 
-function startService(port = "0", redisTimeoutMs = "1000"): Promise<Running> {
-  return start(
-    {
-      PORT: port,
-      REDIS_ADDRESS: redis.address,
-      RATE_LIMIT_CONFIG: JSON.stringify(RULES),
-      REDIS_TIMEOUT_MS: redisTimeoutMs,
-    },
-    createLogger("error", () => {}),
-  );
-}
-
-async function plugin(budget: object = {}, options: HostOptions = {}): Promise<ProxyWasmHost> {
-  return ProxyWasmHost.load(WASM, {
-    nodeMetadata: NODE_METADATA,
-    clusters: { [SERVICE]: service.port },
-    pluginConfig: {
-      rate_limit: { cluster: SERVICE, keys: ["{header:x-team}"], timeout_ms: 200, ...budget },
-    },
-    ...options,
-  });
-}
-
-/** One chat completion through the plugin; the update (if any) has reached the service after. */
-async function call(host: ProxyWasmHost, headers: Record<string, string> = {}): Promise<ExchangeResult> {
-  const r = await exchange(
-    host,
-    {
-      method: "POST",
-      path: "/v1/chat/completions",
-      authority: "api.openai.com",
-      headers: { "content-type": "application/json", ...headers },
-      body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }] }),
-    },
-    upstreamPort,
-    "outbound|443||api.openai.com",
-  );
-  await host.idle();
-  return r;
-}
+const plugin = (budget: object = {}, options: HostOptions = {}) => stack.plugin(WASM, budget, options);
+const call = (host: ProxyWasmHost, headers: Record<string, string> = {}) => stack.call(host, headers);
+const tokens = (key: string) => stack.tokens(key);
 
 const outcome = (host: ProxyWasmHost, o: string) =>
   host.counter(
     `asm_llm_proxy_ratelimit|llmproxy_source_workload=sleep|llmproxy_source_workload_namespace=default|llmproxy_destination_service=api.openai.com|llmproxy_model=unknown|llmproxy_ratelimit=${o}`,
   ) ?? 0;
-
-const tokens = async (key: string) => Number(await client.hget("asm-llm-ratelimit:" + key, "tokens"));
 
 test(
   "a 100-token bucket lets calls through until it is spent, then denies without the upstream",
@@ -138,18 +39,18 @@ test(
   async () => {
     const host = await plugin();
     const team = { "x-team": "team-a" };
-    const before = upstreamCalls;
+    const before = stack.upstreamCalls;
     for (let i = 1; i <= 5; i++) {
       const r = await call(host, team);
       assert.equal(r.status, 200, `call ${i}`);
       assert.equal(r.stream.state("wasm.asm.llmproxy.ratelimit"), "allowed");
       assert.equal(await tokens("team-a"), 100 - PER_CALL * i, "the update charged the call's total tokens");
     }
-    assert.equal(upstreamCalls, before + 5);
+    assert.equal(stack.upstreamCalls, before + 5);
     const denied = await call(host, team);
     assert.equal(denied.status, 429);
     assert.equal(denied.local, true);
-    assert.equal(upstreamCalls, before + 5, "the upstream was never called");
+    assert.equal(stack.upstreamCalls, before + 5, "the upstream was never called");
     const body = JSON.parse(denied.body);
     assert.equal(body.error.code, "rate_limit_exceeded");
     assert.equal(body.error.type, "tokens");
@@ -198,7 +99,7 @@ test("two keys on one call: checked together, denied when either is spent, both 
   });
   assert.equal(await tokens("team-b"), 80);
   assert.equal(await tokens("tier-gold"), 100000 - 20);
-  await client.hset("asm-llm-ratelimit:team-b", "tokens", "0");
+  await stack.client.hset("asm-llm-ratelimit:team-b", "tokens", "0");
   assert.equal((await call(host, { "x-team": "team-b", "x-tier": "gold" })).status, 429);
   // Only the header that is present makes a key; no header at all: no check, no http call.
   const calls = host.httpCalls.length;
@@ -212,8 +113,8 @@ test("two keys on one call: checked together, denied when either is spent, both 
 });
 
 test("the service stopped: fail_open lets the call through, fail_open false refuses it", opts, async () => {
-  const port = service.port;
-  await service.stop();
+  const port = stack.service.port;
+  await stack.service.stop();
   try {
     const open = await plugin();
     const r = await call(open, { "x-team": "team-c" });
@@ -223,31 +124,35 @@ test("the service stopped: fail_open lets the call through, fail_open false refu
     assert.equal(outcome(open, "failed_open"), 1);
     open.close();
     const closed = await plugin({ fail_open: false, rejected_code: 503 });
-    const before = upstreamCalls;
+    const before = stack.upstreamCalls;
     const refused = await call(closed, { "x-team": "team-c" });
     assert.equal(refused.status, 503);
-    assert.equal(upstreamCalls, before);
+    assert.equal(stack.upstreamCalls, before);
     assert.equal(refused.stream.state("wasm.asm.llmproxy.ratelimit"), "failed_closed");
     assert.match(JSON.parse(refused.body).error.message, /could not be checked/);
     closed.close();
   } finally {
-    service = await startService(String(port));
+    stack.service = await stack.startService(String(port));
   }
 });
 
 test("Redis stopped: the service answers 503 and the plugin's fail_open decides", opts, async () => {
   const host = await plugin();
-  await redis.stop();
+  await stack.redis.stop();
   try {
-    const direct = await fetch(`http://127.0.0.1:${service.port}/ratelimit?ratelimit_keys=["team-d"]`);
+    const direct = await fetch(`http://127.0.0.1:${stack.service.port}/ratelimit?ratelimit_keys=["team-d"]`);
     assert.equal(direct.status, 503);
     const r = await call(host, { "x-team": "team-d" });
     assert.equal(r.status, 200);
     assert.equal(host.httpCalls[0].status, 503);
     assert.equal(r.stream.state("wasm.asm.llmproxy.ratelimit"), "failed_open");
   } finally {
-    await redis.restart();
-    for (let i = 0; i < 50 && (await fetch(`http://127.0.0.1:${service.port}/healthz`)).status !== 200; i++)
+    await stack.redis.restart();
+    for (
+      let i = 0;
+      i < 50 && (await fetch(`http://127.0.0.1:${stack.service.port}/healthz`)).status !== 200;
+      i++
+    )
       await new Promise((r) => setTimeout(r, 100));
   }
   host.close();
@@ -256,10 +161,10 @@ test("Redis stopped: the service answers 503 and the plugin's fail_open decides"
 test("a slow service: the call's timeout ends the wait, and fail_open decides", opts, async (t) => {
   // A service whose Redis hangs (stopped with SIGSTOP) answers only after its own 2 s timeout;
   // the plugin's 200 ms decide first.
-  const slow = await startService("0", "2000");
+  const slow = await stack.startService("0", "2000");
   const host = await plugin({ timeout_ms: 200 }, { clusters: { [SERVICE]: slow.port } });
   await call(host, { "x-team": "team-e" }); // connects Redis
-  redis.signal("SIGSTOP");
+  stack.redis.signal("SIGSTOP");
   try {
     const started = performance.now();
     const r = await call(host, { "x-team": "team-e" });
@@ -272,7 +177,7 @@ test("a slow service: the call's timeout ends the wait, and fail_open decides", 
     t.diagnostic(`the check waited ${check.ms!.toFixed(1)} ms, the call ${waited.toFixed(1)} ms`);
     assert.equal(r.stream.state("wasm.asm.llmproxy.ratelimit"), "failed_open");
   } finally {
-    redis.signal("SIGCONT");
+    stack.redis.signal("SIGCONT");
   }
   host.close();
   await slow.stop();
