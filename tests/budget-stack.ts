@@ -29,6 +29,14 @@ export const RULES = [
     tokens_per_fill: 100,
     max_tokens: 100,
   },
+  // 40 tokens, never refilled during a test: two calls, then denials.
+  {
+    rate_limit_key_regex: "^spent-",
+    redis_expired_seconds: 600,
+    fill_interval_second: 3600,
+    tokens_per_fill: 40,
+    max_tokens: 40,
+  },
   // 1,000 tokens, not refilled during a test.
   {
     rate_limit_key_regex: "^crowd$",
