@@ -103,6 +103,7 @@ test("the built plugin imports only host functions Envoy registers for ABI 0.2.1
     "proxy_on_response_body",
     "proxy_on_log",
     "proxy_on_delete",
+    "proxy_on_http_call_response",
   ]) {
     assert.ok(exports.has(name), `exports ${name}`);
   }

@@ -364,7 +364,7 @@ export class Stream extends Call {
   }
 
   onResponseBody(size: usize, endOfStream: bool): void {
-    if (!this.llm || this.completed) return;
+    if (!this.llm || this.completed || this.refused) return;
     const published = this.root.config.filterState;
     if (this.firstByteMs < 0 && size > 0 && (this.streamed || published & FIRST_BYTE_STATE)) {
       // Time to the first byte of the body: for a stream, the first token. Only a stream's
