@@ -9,7 +9,9 @@
 // UTF-8), so a body that JSON.parse would refuse yields nothing.
 //
 // Duplicate keys: the last occurrence wins, as with JSON.parse; an occurrence of the wrong type
-// makes the field invalid rather than leaving an earlier value in place.
+// makes the field invalid rather than leaving an earlier value in place. Below an array-of-objects
+// node (`name[]`), each element is read as that node's object and, when the array closes, each
+// integer is the sum over the elements that had it (invalid if one element had it invalid).
 // Pure: no host imports.
 
 import {
@@ -18,6 +20,7 @@ import {
   KIND_STRING,
   KIND_INT,
   KIND_BOOL,
+  KIND_ARRAY,
   MAX_KEY_BYTES,
   MAX_STRING_BYTES,
 } from "./schema";
@@ -62,6 +65,11 @@ const E_NONE: u8 = 0;
 const E_BACKSLASH: u8 = 1;
 const E_HEX: u8 = 2; // reading the 4 hex digits of \uXXXX
 
+// Steps of the sums below an array of objects.
+const SUM_OPEN: u8 = 0;
+const SUM_ELEMENT: u8 = 1;
+const SUM_ARRAY: u8 = 2;
+
 // What a string being read is captured into.
 const CAP_NONE: i32 = -1;
 const CAP_KEY: i32 = -2;
@@ -103,6 +111,11 @@ export class JsonScanner {
   keyFilter: StaticArray<u64>;
   stringLengths: StaticArray<i32>;
   strings: StaticArray<u8>;
+  /** Per node below an array-of-objects node: the sum over the elements so far, and its state. */
+  sums: StaticArray<u64>;
+  sumStates: StaticArray<u8>;
+  /** The schema has array-of-objects nodes. */
+  readonly arrays: bool;
 
   // Parse state.
   mode: u8 = M_VALUE;
@@ -161,6 +174,10 @@ export class JsonScanner {
     this.numbers = new StaticArray<u64>(n);
     this.stringLengths = new StaticArray<i32>(n);
     this.strings = new StaticArray<u8>(schema.stringBytes);
+    const summed = schema.hasArrays ? n : 0;
+    this.sums = new StaticArray<u64>(summed);
+    this.sumStates = new StaticArray<u8>(summed);
+    this.arrays = schema.hasArrays;
     this.keyFilter = new StaticArray<u64>(n);
     for (let i = 1; i < n; i++) {
       const key = schema.keys[i];
@@ -256,6 +273,7 @@ export class JsonScanner {
         case M_ARRAY_FIRST: {
           if (isSpace(c)) break;
           if (c == 0x5d && mode == M_ARRAY_FIRST) {
+            if (this.arrays) this.closing(false);
             this.close(false);
             if (this.mode == M_DONE) this.closedAt = <isize>(p - ptr);
             break;
@@ -271,6 +289,7 @@ export class JsonScanner {
             const matching = d < MAX_MATCH_DEPTH && unchecked(this.matchNodes[d]) >= 0;
             this.startString(true, matching ? CAP_KEY : CAP_NONE);
           } else if (c == 0x7d && mode == M_OBJECT_FIRST) {
+            if (this.arrays) this.closing(true);
             this.close(true);
             if (this.mode == M_DONE) this.closedAt = <isize>(p - ptr);
           } else {
@@ -292,12 +311,14 @@ export class JsonScanner {
               this.mode = M_KEY;
             } else {
               this.mode = M_VALUE;
-              this.pending = -1;
+              this.pending = this.arrays ? this.elementNode(this.depth) : -1;
             }
           } else if (c == 0x7d && inObject) {
+            if (this.arrays) this.closing(true);
             this.close(true);
             if (this.mode == M_DONE) this.closedAt = <isize>(p - ptr);
           } else if (c == 0x5d && !inObject) {
+            if (this.arrays) this.closing(false);
             this.close(false);
             if (this.mode == M_DONE) this.closedAt = <isize>(p - ptr);
           } else {
@@ -356,6 +377,10 @@ export class JsonScanner {
         if (kind == KIND_OBJECT) {
           child = node;
           if (node > 0) this.markPresent(node);
+        } else if (kind == KIND_ARRAY && !this.isObject(this.depth)) {
+          // An element of the array: its members are read afresh.
+          child = node;
+          this.forget(node);
         } else {
           unchecked((this.states[node] = INVALID));
         }
@@ -363,6 +388,13 @@ export class JsonScanner {
       this.open(true, child);
     } else if (c == 0x5b) {
       // '['
+      if (node > 0 && kind == KIND_ARRAY && this.isObject(this.depth)) {
+        this.markPresent(node);
+        this.sum(node, SUM_OPEN);
+        this.open(false, node);
+        this.pending = node;
+        return;
+      }
       if (node > 0) unchecked((this.states[node] = INVALID));
       this.open(false, -1);
     } else if (c == 0x22) {
@@ -457,6 +489,47 @@ export class JsonScanner {
   @inline
   private isObject(d: i32): bool {
     return ((unchecked(this.containers[d >>> 6]) >>> (<u64>(d & 63))) & 1) != 0;
+  }
+
+  // ---- arrays of objects (schemas with `name[]` only) ----------------------------------------
+
+  /** The array-of-objects node whose elements the array at depth d holds, or -1. */
+  private elementNode(d: i32): i32 {
+    return d > 0 && d < MAX_MATCH_DEPTH && !this.isObject(d) ? unchecked(this.matchNodes[d]) : -1;
+  }
+
+  /**
+   * The object or array at the current depth closes. An element of an array of objects adds its
+   * integers to the sums; the array itself then gives each integer below it its sum.
+   */
+  private closing(isObject: bool): void {
+    const node = this.elementNode(isObject ? this.depth - 1 : this.depth);
+    if (node >= 0) this.sum(node, isObject ? SUM_ELEMENT : SUM_ARRAY);
+  }
+
+  /** One step of the sums below `node`: the array opens, an element closes, the array closes. */
+  private sum(node: i32, step: u8): void {
+    const below = unchecked(this.schema.descendants[node]);
+    for (let i = 0, n = below.length; i < n; i++) {
+      const b = unchecked(below[i]);
+      if (unchecked(this.schema.kinds[b]) != KIND_INT) continue;
+      const total = unchecked(this.sumStates[b]);
+      if (step == SUM_OPEN) {
+        unchecked((this.sumStates[b] = ABSENT));
+        unchecked((this.sums[b] = 0));
+      } else if (step == SUM_ARRAY) {
+        unchecked((this.states[b] = total));
+        if (total == PRESENT) this.markPresent(b);
+        unchecked((this.numbers[b] = unchecked(this.sums[b])));
+      } else {
+        const state = unchecked(this.states[b]);
+        if (state == ABSENT || total == INVALID) continue;
+        const sum = unchecked(this.sums[b]) + unchecked(this.numbers[b]);
+        const ok = state == PRESENT && sum <= MAX_SAFE_INT;
+        unchecked((this.sumStates[b] = ok ? PRESENT : INVALID));
+        unchecked((this.sums[b] = sum));
+      }
+    }
   }
 
   private fail(code: u8): void {
