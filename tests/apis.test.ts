@@ -6,6 +6,7 @@
 
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
+import { gzipSync } from "node:zlib";
 import { ProxyWasmHost, type HttpStream } from "./host/host.ts";
 import { drive, type Response } from "./host/driver.ts";
 import {
@@ -231,6 +232,38 @@ describe("Bedrock event stream", () => {
     for (let i = 4093; i < body.length; i += 4093) cuts.push(i);
     check(run(host, c, cuts), c, "long stream");
     assert.equal(host.memoryBytes, before, "linear memory did not grow");
+  });
+});
+
+describe("Bedrock InvokeModel with a compressed body", () => {
+  test("keeps the counts of its response headers: usage present, not encoded; the issue counted", async () => {
+    // Bedrock's own counts travel in headers, which no content-encoding touches.
+    const host = await load({ strip_accept_encoding: false });
+    const invoke = API_CASES.find((c) => c.name.startsWith("Bedrock InvokeModel (counts"))!;
+    const gz = new Uint8Array(gzipSync(bytesOf(invoke.body)));
+    const s = run(host, {
+      ...invoke,
+      body: gz,
+      responseHeaders: { ...invoke.responseHeaders, "content-encoding": "gzip" },
+    });
+    // The body unread, the response model is the path's, as for every Bedrock call without one.
+    assert.deepEqual(recorded(s), {
+      model: invoke.expected.model,
+      responseModel: invoke.expected.model,
+      prompt: "15",
+      completion: "9",
+      total: "24",
+    });
+    assert.equal(s.state("wasm.asm.llmproxy.usage"), "present");
+    assert.deepEqual(s.forwarded("response"), gz, "the compressed bytes pass unchanged");
+    // The body itself was compressed and not read: that is still counted as the issue.
+    assert.equal(host.counter("asm_llm_proxy_issues|llmproxy_issue=encoded_body"), 1);
+    // Without the headers, the same compressed body is encoded: nothing read, the issue counted.
+    const bare = run(host, { ...invoke, body: gz, responseHeaders: { "content-encoding": "gzip" } });
+    assert.equal(bare.state("wasm.asm.llmproxy.usage"), "encoded");
+    assert.equal(bare.state("wasm.asm.llmproxy.request_prompt_tokens"), undefined);
+    assert.equal(host.counter("asm_llm_proxy_issues|llmproxy_issue=encoded_body"), 2);
+    assert.deepEqual(host.traps, []);
   });
 });
 
