@@ -19,6 +19,7 @@ import {
 } from "./fixtures/providers.ts";
 import { bedrockEvent, message, concatBytes, decodeMessages } from "./fixtures/eventstream.ts";
 import { WASM, NODE_METADATA, ALL_FILTER_STATE } from "./seed.ts";
+import { rng } from "./fuzz/rng.ts";
 
 const enc = new TextEncoder();
 const PARSE_ERRORS = "asm_llm_proxy_issues|llmproxy_issue=parse_error";
@@ -401,6 +402,48 @@ describe("empty 2xx JSON bodies", () => {
       assert.equal(s.state("wasm.asm.llmproxy.usage"), "parse_error", name);
     }
     assert.equal(host.counter(PARSE_ERRORS), 3);
+  });
+});
+
+describe("Vertex AI :predict token counts", () => {
+  test("500 random bodies, cut at random points: the prompt is the sum of the elements' counts", async () => {
+    const host = await load();
+    const predict = API_CASES.find((c) => c.name.startsWith("Vertex AI :predict"))!;
+    const r = rng(20261204);
+    const COUNTS = ["0", "1.5", "-3", "1e2", '"7"', "null", "9007199254740993", "9007199254740991"];
+    // One prediction's JSON, and the literal of the token_count that counts for it (the last).
+    const prediction = (): [string, string | undefined] => {
+      if (r.chance(0.05)) return ["[1,2]", undefined];
+      const literals: string[] = [];
+      for (let k = r.chance(0.85) ? 1 + (r.chance(0.1) ? 1 : 0) : 0; k > 0; k--)
+        literals.push(r.chance(0.7) ? String(r.int(3000)) : r.pick(COUNTS));
+      const statistics = [`"truncated":${r.chance(0.5)}`, ...literals.map((l) => `"token_count":${l}`)];
+      const embeddings = [
+        `"values":[${Array.from({ length: r.int(4) }, () => (r.next() - 0.5).toFixed(4))}]`,
+      ];
+      const withStatistics = r.chance(0.9);
+      if (withStatistics) embeddings.push(`"statistics":{${statistics}}`);
+      if (r.chance(0.5)) embeddings.reverse();
+      return [`{"embeddings":{${embeddings}}}`, withStatistics ? literals.at(-1) : undefined];
+    };
+    for (let i = 0; i < 500; i++) {
+      const predictions = Array.from({ length: r.int(5) }, prediction);
+      const body = `{"predictions":[${predictions.map(([json]) => json)}],"metadata":{"billableCharacterCount":${r.int(99)}}}`;
+      // The sum when every element's count, and the sum, is a whole number up to 2^53 - 1.
+      const MAX = BigInt(Number.MAX_SAFE_INTEGER);
+      const counts = predictions.map(([, literal]) => literal).filter((l) => l !== undefined);
+      const whole = counts.every((l) => /^(0|[1-9][0-9]*)$/.test(l));
+      const sum = whole ? counts.reduce((n, l) => n + BigInt(l), 0n) : MAX + 1n;
+      const expected = counts.length > 0 && sum <= MAX ? String(sum) : undefined;
+      assert.equal(JSON.parse(body).predictions.length, predictions.length);
+      const bytes = enc.encode(body);
+      const cuts = Array.from({ length: r.int(6) }, () => 1 + r.int(bytes.length - 1));
+      const s = run(host, { ...predict, body }, cuts);
+      assert.equal(s.state("wasm.asm.llmproxy.request_prompt_tokens"), expected, body);
+      assert.equal(s.state("wasm.asm.llmproxy.usage"), expected === undefined ? "missing" : "present", body);
+      assert.deepEqual(s.forwarded("response"), bytes);
+    }
+    assert.deepEqual(host.traps, []);
   });
 });
 
