@@ -9,9 +9,8 @@
 // UTF-8), so a body that JSON.parse would refuse yields nothing.
 //
 // Duplicate keys: the last occurrence wins, as with JSON.parse; an occurrence of the wrong type
-// makes the field invalid rather than leaving an earlier value in place. Below an array-of-objects
-// node (`name[]`), each element is read as that node's object and, when the array closes, each
-// integer is the sum over the elements that had it (invalid if one element had it invalid).
+// makes the field invalid rather than leaving an earlier value in place.
+// Below a key `name[]`, an array of objects, integers are summed over the elements (arraysums.ts).
 // Pure: no host imports.
 
 import {
@@ -24,6 +23,7 @@ import {
   MAX_KEY_BYTES,
   MAX_STRING_BYTES,
 } from "./schema";
+import { ArraySums, SUM_OPEN, SUM_ELEMENT, SUM_ARRAY } from "./arraysums";
 
 /** Field states. */
 export const ABSENT: u8 = 0;
@@ -64,11 +64,6 @@ const N_EXP: u8 = 7;
 const E_NONE: u8 = 0;
 const E_BACKSLASH: u8 = 1;
 const E_HEX: u8 = 2; // reading the 4 hex digits of \uXXXX
-
-// Steps of the sums below an array of objects.
-const SUM_OPEN: u8 = 0;
-const SUM_ELEMENT: u8 = 1;
-const SUM_ARRAY: u8 = 2;
 
 // What a string being read is captured into.
 const CAP_NONE: i32 = -1;
@@ -111,11 +106,7 @@ export class JsonScanner {
   keyFilter: StaticArray<u64>;
   stringLengths: StaticArray<i32>;
   strings: StaticArray<u8>;
-  /** Per node below an array-of-objects node: the sum over the elements so far, and its state. */
-  sums: StaticArray<u64>;
-  sumStates: StaticArray<u8>;
-  /** The schema has array-of-objects nodes. */
-  readonly arrays: bool;
+  sums: ArraySums | null = null; // below arrays of objects, when the schema has a key `name[]`
 
   // Parse state.
   mode: u8 = M_VALUE;
@@ -174,11 +165,8 @@ export class JsonScanner {
     this.numbers = new StaticArray<u64>(n);
     this.stringLengths = new StaticArray<i32>(n);
     this.strings = new StaticArray<u8>(schema.stringBytes);
-    const summed = schema.hasArrays ? n : 0;
-    this.sums = new StaticArray<u64>(summed);
-    this.sumStates = new StaticArray<u8>(summed);
-    this.arrays = schema.hasArrays;
     this.keyFilter = new StaticArray<u64>(n);
+    if (schema.hasArrays) this.sums = new ArraySums(schema, this.states, this.numbers);
     for (let i = 1; i < n; i++) {
       const key = schema.keys[i];
       if (key.byteLength == 0) continue;
@@ -273,7 +261,6 @@ export class JsonScanner {
         case M_ARRAY_FIRST: {
           if (isSpace(c)) break;
           if (c == 0x5d && mode == M_ARRAY_FIRST) {
-            if (this.arrays) this.closing(false);
             this.close(false);
             if (this.mode == M_DONE) this.closedAt = <isize>(p - ptr);
             break;
@@ -289,7 +276,6 @@ export class JsonScanner {
             const matching = d < MAX_MATCH_DEPTH && unchecked(this.matchNodes[d]) >= 0;
             this.startString(true, matching ? CAP_KEY : CAP_NONE);
           } else if (c == 0x7d && mode == M_OBJECT_FIRST) {
-            if (this.arrays) this.closing(true);
             this.close(true);
             if (this.mode == M_DONE) this.closedAt = <isize>(p - ptr);
           } else {
@@ -311,14 +297,12 @@ export class JsonScanner {
               this.mode = M_KEY;
             } else {
               this.mode = M_VALUE;
-              this.pending = this.arrays ? this.elementNode(this.depth) : -1;
+              this.pending = this.sums !== null ? this.elementNode(this.depth) : -1;
             }
           } else if (c == 0x7d && inObject) {
-            if (this.arrays) this.closing(true);
             this.close(true);
             if (this.mode == M_DONE) this.closedAt = <isize>(p - ptr);
           } else if (c == 0x5d && !inObject) {
-            if (this.arrays) this.closing(false);
             this.close(false);
             if (this.mode == M_DONE) this.closedAt = <isize>(p - ptr);
           } else {
@@ -378,8 +362,7 @@ export class JsonScanner {
           child = node;
           if (node > 0) this.markPresent(node);
         } else if (kind == KIND_ARRAY && !this.isObject(this.depth)) {
-          // An element of the array: its members are read afresh.
-          child = node;
+          child = node; // an element of the array: its members are read afresh
           this.forget(node);
         } else {
           unchecked((this.states[node] = INVALID));
@@ -388,15 +371,10 @@ export class JsonScanner {
       this.open(true, child);
     } else if (c == 0x5b) {
       // '['
-      if (node > 0 && kind == KIND_ARRAY && this.isObject(this.depth)) {
-        this.markPresent(node);
-        this.sum(node, SUM_OPEN);
-        this.open(false, node);
-        this.pending = node;
-        return;
-      }
-      if (node > 0) unchecked((this.states[node] = INVALID));
-      this.open(false, -1);
+      const array = node > 0 && kind == KIND_ARRAY && this.isObject(this.depth);
+      if (array) this.present |= this.sums!.step(node, SUM_OPEN);
+      else if (node > 0) unchecked((this.states[node] = INVALID));
+      this.open(false, array ? node : -1); // its elements are then read as `node`
     } else if (c == 0x22) {
       // '"'
       let capture = CAP_NONE;
@@ -464,7 +442,7 @@ export class JsonScanner {
       return;
     }
     this.depth = d;
-    this.pending = -1;
+    this.pending = isObject ? -1 : matchNode;
     const word = d >>> 6;
     const shift = <u64>(d & 63);
     const bit: u64 = 1 << shift;
@@ -481,6 +459,7 @@ export class JsonScanner {
       this.fail(ERR_SYNTAX);
       return;
     }
+    if (this.sums !== null) this.closing(isObject);
     this.depth--;
     this.endValue();
   }
@@ -491,45 +470,15 @@ export class JsonScanner {
     return ((unchecked(this.containers[d >>> 6]) >>> (<u64>(d & 63))) & 1) != 0;
   }
 
-  // ---- arrays of objects (schemas with `name[]` only) ----------------------------------------
-
   /** The array-of-objects node whose elements the array at depth d holds, or -1. */
   private elementNode(d: i32): i32 {
     return d > 0 && d < MAX_MATCH_DEPTH && !this.isObject(d) ? unchecked(this.matchNodes[d]) : -1;
   }
 
-  /**
-   * The object or array at the current depth closes. An element of an array of objects adds its
-   * integers to the sums; the array itself then gives each integer below it its sum.
-   */
+  /** The object or array at the current depth closes: an element's, or its array's, sums. */
   private closing(isObject: bool): void {
     const node = this.elementNode(isObject ? this.depth - 1 : this.depth);
-    if (node >= 0) this.sum(node, isObject ? SUM_ELEMENT : SUM_ARRAY);
-  }
-
-  /** One step of the sums below `node`: the array opens, an element closes, the array closes. */
-  private sum(node: i32, step: u8): void {
-    const below = unchecked(this.schema.descendants[node]);
-    for (let i = 0, n = below.length; i < n; i++) {
-      const b = unchecked(below[i]);
-      if (unchecked(this.schema.kinds[b]) != KIND_INT) continue;
-      const total = unchecked(this.sumStates[b]);
-      if (step == SUM_OPEN) {
-        unchecked((this.sumStates[b] = ABSENT));
-        unchecked((this.sums[b] = 0));
-      } else if (step == SUM_ARRAY) {
-        unchecked((this.states[b] = total));
-        if (total == PRESENT) this.markPresent(b);
-        unchecked((this.numbers[b] = unchecked(this.sums[b])));
-      } else {
-        const state = unchecked(this.states[b]);
-        if (state == ABSENT || total == INVALID) continue;
-        const sum = unchecked(this.sums[b]) + unchecked(this.numbers[b]);
-        const ok = state == PRESENT && sum <= MAX_SAFE_INT;
-        unchecked((this.sumStates[b] = ok ? PRESENT : INVALID));
-        unchecked((this.sums[b] = sum));
-      }
-    }
+    if (node >= 0) this.present |= this.sums!.step(node, isObject ? SUM_ELEMENT : SUM_ARRAY);
   }
 
   private fail(code: u8): void {
