@@ -6,6 +6,7 @@
 
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
+import { gzipSync } from "node:zlib";
 import { ProxyWasmHost, type HttpStream } from "./host/host.ts";
 import { drive, type Response } from "./host/driver.ts";
 import {
@@ -18,6 +19,7 @@ import {
 } from "./fixtures/providers.ts";
 import { bedrockEvent, message, concatBytes, decodeMessages } from "./fixtures/eventstream.ts";
 import { WASM, NODE_METADATA, ALL_FILTER_STATE } from "./seed.ts";
+import { rng } from "./fuzz/rng.ts";
 
 const enc = new TextEncoder();
 const PARSE_ERRORS = "asm_llm_proxy_issues|llmproxy_issue=parse_error";
@@ -234,6 +236,38 @@ describe("Bedrock event stream", () => {
   });
 });
 
+describe("Bedrock InvokeModel with a compressed body", () => {
+  test("keeps the counts of its response headers: usage present, not encoded; the issue counted", async () => {
+    // Bedrock's own counts travel in headers, which no content-encoding touches.
+    const host = await load({ strip_accept_encoding: false });
+    const invoke = API_CASES.find((c) => c.name.startsWith("Bedrock InvokeModel (counts"))!;
+    const gz = new Uint8Array(gzipSync(bytesOf(invoke.body)));
+    const s = run(host, {
+      ...invoke,
+      body: gz,
+      responseHeaders: { ...invoke.responseHeaders, "content-encoding": "gzip" },
+    });
+    // The body unread, the response model is the path's, as for every Bedrock call without one.
+    assert.deepEqual(recorded(s), {
+      model: invoke.expected.model,
+      responseModel: invoke.expected.model,
+      prompt: "15",
+      completion: "9",
+      total: "24",
+    });
+    assert.equal(s.state("wasm.asm.llmproxy.usage"), "present");
+    assert.deepEqual(s.forwarded("response"), gz, "the compressed bytes pass unchanged");
+    // The body itself was compressed and not read: that is still counted as the issue.
+    assert.equal(host.counter("asm_llm_proxy_issues|llmproxy_issue=encoded_body"), 1);
+    // Without the headers, the same compressed body is encoded: nothing read, the issue counted.
+    const bare = run(host, { ...invoke, body: gz, responseHeaders: { "content-encoding": "gzip" } });
+    assert.equal(bare.state("wasm.asm.llmproxy.usage"), "encoded");
+    assert.equal(bare.state("wasm.asm.llmproxy.request_prompt_tokens"), undefined);
+    assert.equal(host.counter("asm_llm_proxy_issues|llmproxy_issue=encoded_body"), 2);
+    assert.deepEqual(host.traps, []);
+  });
+});
+
 describe("path shapes and request semantics", () => {
   const gemini = API_CASES.find((c) => c.name === "Gemini generateContent (AI Studio)")!;
   const ollama = API_CASES.find((c) => c.name.startsWith("Ollama /api/chat"))!;
@@ -368,6 +402,48 @@ describe("empty 2xx JSON bodies", () => {
       assert.equal(s.state("wasm.asm.llmproxy.usage"), "parse_error", name);
     }
     assert.equal(host.counter(PARSE_ERRORS), 3);
+  });
+});
+
+describe("Vertex AI :predict token counts", () => {
+  test("500 random bodies, cut at random points: the prompt is the sum of the elements' counts", async () => {
+    const host = await load();
+    const predict = API_CASES.find((c) => c.name.startsWith("Vertex AI :predict"))!;
+    const r = rng(20261204);
+    const COUNTS = ["0", "1.5", "-3", "1e2", '"7"', "null", "9007199254740993", "9007199254740991"];
+    // One prediction's JSON, and the literal of the token_count that counts for it (the last).
+    const prediction = (): [string, string | undefined] => {
+      if (r.chance(0.05)) return ["[1,2]", undefined];
+      const literals: string[] = [];
+      for (let k = r.chance(0.85) ? 1 + (r.chance(0.1) ? 1 : 0) : 0; k > 0; k--)
+        literals.push(r.chance(0.7) ? String(r.int(3000)) : r.pick(COUNTS));
+      const statistics = [`"truncated":${r.chance(0.5)}`, ...literals.map((l) => `"token_count":${l}`)];
+      const embeddings = [
+        `"values":[${Array.from({ length: r.int(4) }, () => (r.next() - 0.5).toFixed(4))}]`,
+      ];
+      const withStatistics = r.chance(0.9);
+      if (withStatistics) embeddings.push(`"statistics":{${statistics}}`);
+      if (r.chance(0.5)) embeddings.reverse();
+      return [`{"embeddings":{${embeddings}}}`, withStatistics ? literals.at(-1) : undefined];
+    };
+    for (let i = 0; i < 500; i++) {
+      const predictions = Array.from({ length: r.int(5) }, prediction);
+      const body = `{"predictions":[${predictions.map(([json]) => json)}],"metadata":{"billableCharacterCount":${r.int(99)}}}`;
+      // The sum when every element's count, and the sum, is a whole number up to 2^53 - 1.
+      const MAX = BigInt(Number.MAX_SAFE_INTEGER);
+      const counts = predictions.map(([, literal]) => literal).filter((l) => l !== undefined);
+      const whole = counts.every((l) => /^(0|[1-9][0-9]*)$/.test(l));
+      const sum = whole ? counts.reduce((n, l) => n + BigInt(l), 0n) : MAX + 1n;
+      const expected = counts.length > 0 && sum <= MAX ? String(sum) : undefined;
+      assert.equal(JSON.parse(body).predictions.length, predictions.length);
+      const bytes = enc.encode(body);
+      const cuts = Array.from({ length: r.int(6) }, () => 1 + r.int(bytes.length - 1));
+      const s = run(host, { ...predict, body }, cuts);
+      assert.equal(s.state("wasm.asm.llmproxy.request_prompt_tokens"), expected, body);
+      assert.equal(s.state("wasm.asm.llmproxy.usage"), expected === undefined ? "missing" : "present", body);
+      assert.deepEqual(s.forwarded("response"), bytes);
+    }
+    assert.deepEqual(host.traps, []);
   });
 });
 

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { ProxyWasmHost } from "./host/host.ts";
 import { drive } from "./host/driver.ts";
 import { expectedFromBody, expectedFromStream, type Recorded } from "./fuzz/reference.ts";
+import { rng, type Rng } from "./fuzz/rng.ts";
 import { CASES } from "./fixtures/providers.ts";
 import { completionBody } from "./mock-upstream.ts";
 import { WASM, NODE_METADATA, ALL_FILTER_STATE } from "./seed.ts";
@@ -16,21 +17,6 @@ import { WASM, NODE_METADATA, ALL_FILTER_STATE } from "./seed.ts";
 const CASES_PER_RUN = Number(process.env.FUZZ_CASES ?? 2000);
 const SEED = Number(process.env.FUZZ_SEED ?? 20261125);
 const enc = new TextEncoder();
-
-function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  const pick = <T>(xs: T[]): T => xs[int(xs.length)];
-  return { next, int, pick, chance: (p: number) => next() < p };
-}
-type Rng = ReturnType<typeof rng>;
 
 const NUMBERS = [
   "0",

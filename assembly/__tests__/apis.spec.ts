@@ -3,7 +3,7 @@
 // framing and format, which counts are which.
 
 import { compileShape, streamOfPath } from "../llm/paths";
-import { DEFAULT_API, STREAM_FROM_BODY } from "../llm/apis";
+import { DEFAULT_API, STREAM_FROM_BODY, API_GEMINI_EMBED } from "../llm/apis";
 
 describe("API rules", () => {
   it("a shape that names no API gets the default rules", () => {
@@ -44,5 +44,24 @@ describe("API rules", () => {
     expect(compileShape("/responses").rules.countOnce).toBe(true);
     expect(compileShape("GET /responses/*").rules.countOnce).toBe(true);
     expect(compileShape("/chat/completions").rules.countOnce).toBe(false);
+  });
+
+  it("Gemini and Vertex embeddings: the model in the path, their own format, never streamed", () => {
+    const shapes = [
+      "/models/{model}:embedContent",
+      "/models/{model}:batchEmbedContents",
+      "/publishers/google/models/{model}:predict",
+    ];
+    for (let i = 0; i < shapes.length; i++) {
+      const s = compileShape(shapes[i]);
+      expect(s.api).toBe(API_GEMINI_EMBED);
+      expect(s.native).toBe(true);
+      expect(s.rules.pathNamesStream).toBe(true);
+      expect(streamOfPath(s.rules, "/v1beta/models/m:embedContent")).toBe(0);
+      expect(s.rules.jsonArray).toBe(false);
+      expect(s.rules.promptHeader).toBeNull();
+      expect(s.rules.countOnce).toBe(false);
+    }
+    expect(compileShape("/models/{model}:generateContent").api).not.toBe(API_GEMINI_EMBED);
   });
 });

@@ -23,7 +23,7 @@ export const OPTION_TYPES: u8[] = [4, 1, 1, 2, 1, 4, 5, 4, 6];
 export const OPTION_MINIMUMS: i64[] = [0, 0, 0, 1, 0, 0, 0, 0, 0];
 export const OPTION_MAXIMUMS: i64[] = [9007199254740991, 9007199254740991, 9007199254740991, 100000, 9007199254740991, 9007199254740991, 9007199254740991, 9007199254740991, 9007199254740991];
 
-export const DEFAULT_PATHS: string[] = ["/chat/completions", "/completions", "/embeddings", "/responses", "/v1/messages", "/responses/compact", "GET /responses/*", "/models/{model}:generateContent", "/models/{model}:streamGenerateContent", "/model/{model}/converse", "/model/{model}/converse-stream", "/model/{model}/invoke", "/model/{model}/invoke-with-response-stream", "/v2/chat", "/v2/embed", "/api/chat", "/api/generate", "/api/embed"];
+export const DEFAULT_PATHS: string[] = ["/chat/completions", "/completions", "/embeddings", "/responses", "/v1/messages", "/responses/compact", "GET /responses/*", "/models/{model}:generateContent", "/models/{model}:streamGenerateContent", "/models/{model}:embedContent", "/models/{model}:batchEmbedContents", "/publishers/google/models/{model}:predict", "/model/{model}/converse", "/model/{model}/converse-stream", "/model/{model}/invoke", "/model/{model}/invoke-with-response-stream", "/v2/chat", "/v2/embed", "/api/chat", "/api/generate", "/api/embed"];
 export const DEFAULT_INJECT_STREAM_USAGE: bool = false;
 export const DEFAULT_STRIP_ACCEPT_ENCODING: bool = true;
 export const DEFAULT_MAX_SERIES: i64 = 1000;

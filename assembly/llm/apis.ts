@@ -27,6 +27,8 @@ export const API_RESPONSES: u8 = 8;
 export const API_RESPONSES_GET: u8 = 9;
 /** An embeddings API: a response that reports only a total has that many prompt tokens. */
 export const API_EMBEDDINGS: u8 = 10;
+/** Gemini / Vertex embeddings (`:embedContent`, `:batchEmbedContents`, Vertex `:predict`). */
+export const API_GEMINI_EMBED: u8 = 11;
 
 /** Where a call's stream flag comes from. */
 export const STREAM_FROM_BODY: u8 = 0;
@@ -163,6 +165,9 @@ const APIS: ApiRules[] = [
     .countedOnceById(),
   post(API_GEMINI_STREAM, [":streamGenerateContent"]).ownFormat().streamFromPath(true).arrayOfMessages(),
   post(API_GEMINI, [":generateContent"]).ownFormat().streamFromPath(false),
+  post(API_GEMINI_EMBED, [":embedContent", ":batchEmbedContents", ":predict"])
+    .ownFormat()
+    .streamFromPath(false),
   post(API_BEDROCK_STREAM, ["/converse-stream"]).ownFormat().streamFromPath(true),
   post(API_BEDROCK, ["/converse"]).ownFormat().streamFromPath(false),
   post(API_BEDROCK_INVOKE_STREAM, ["/invoke-with-response-stream"])

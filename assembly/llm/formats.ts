@@ -20,7 +20,10 @@
 // | Cohere v2 chat (body, message-end delta) | (request)     | usage.tokens.* , else usage.billed_units.* | -                                   | -                                           |
 // | Cohere v2 embed                        | (request)        | meta.billed_units.input_tokens      | -                                          | -                                           |
 // | Ollama native                          | model            | prompt_eval_count / eval_count      | -                                          | -                                           |
+// | Gemini / Vertex embedContent           | (path)           | usageMetadata.promptTokenCount / -  | -                                          | -                                           |
+// | Vertex :predict (text embeddings)      | (path)           | sum of predictions[].embeddings.statistics.token_count / - | -           | -                                           |
 // Cache writes: usage.cache_creation_input_tokens, usage.prompt_tokens_details.cache_write_tokens,
+// usage.input_tokens_details.cache_write_tokens (Responses, also in response.usage),
 // usage.cacheWriteInputTokens. The model in Gemini's and Bedrock's paths is read by paths.ts.
 
 import { Schema, KIND_OBJECT, KIND_STRING, KIND_INT, KIND_BOOL } from "./schema";
@@ -117,6 +120,9 @@ function common(fmt: Format): void {
   fmt.field(F_REASONING, "usage.output_tokens_details.thinking_tokens", KIND_INT); // Anthropic
   fmt.field(F_ID, "response.id", KIND_STRING);
   fmt.field(F_STATUS, "response.status", KIND_STRING);
+  // OpenAI Responses: the body, and response.completed / response.incomplete events.
+  fmt.field(F_CACHE_WRITE, "usage.input_tokens_details.cache_write_tokens", KIND_INT);
+  fmt.field(F_CACHE_WRITE, "response.usage.input_tokens_details.cache_write_tokens", KIND_INT);
 }
 
 /**
@@ -157,6 +163,9 @@ function native(fmt: Format): void {
   fmt.preferred(F_COMPLETION, metrics + "outputTokenCount", KIND_INT);
   fmt.preferred(F_CACHED, metrics + "cacheReadInputTokenCount", KIND_INT);
   fmt.preferred(F_CACHE_WRITE, metrics + "cacheWriteInputTokenCount", KIND_INT);
+  // Vertex AI :predict of text-embedding models: one token count per input, summed. (Its
+  // metadata.billableCharacterCount counts characters, not tokens, and is not read.)
+  fmt.field(F_PROMPT, "predictions[].embeddings.statistics.token_count", KIND_INT);
 }
 
 /** Every path's responses. */

@@ -10,6 +10,7 @@
 //
 // Duplicate keys: the last occurrence wins, as with JSON.parse; an occurrence of the wrong type
 // makes the field invalid rather than leaving an earlier value in place.
+// Below a key `name[]`, an array of objects, integers are summed over the elements (arraysums.ts).
 // Pure: no host imports.
 
 import {
@@ -18,9 +19,11 @@ import {
   KIND_STRING,
   KIND_INT,
   KIND_BOOL,
+  KIND_ARRAY,
   MAX_KEY_BYTES,
   MAX_STRING_BYTES,
 } from "./schema";
+import { ArraySums, SUM_OPEN, SUM_ELEMENT, SUM_ARRAY } from "./arraysums";
 
 /** Field states. */
 export const ABSENT: u8 = 0;
@@ -103,6 +106,7 @@ export class JsonScanner {
   keyFilter: StaticArray<u64>;
   stringLengths: StaticArray<i32>;
   strings: StaticArray<u8>;
+  sums: ArraySums | null = null; // below arrays of objects, when the schema has a key `name[]`
 
   // Parse state.
   mode: u8 = M_VALUE;
@@ -162,6 +166,7 @@ export class JsonScanner {
     this.stringLengths = new StaticArray<i32>(n);
     this.strings = new StaticArray<u8>(schema.stringBytes);
     this.keyFilter = new StaticArray<u64>(n);
+    if (schema.hasArrays) this.sums = new ArraySums(schema, this.states, this.numbers);
     for (let i = 1; i < n; i++) {
       const key = schema.keys[i];
       if (key.byteLength == 0) continue;
@@ -292,7 +297,7 @@ export class JsonScanner {
               this.mode = M_KEY;
             } else {
               this.mode = M_VALUE;
-              this.pending = -1;
+              this.pending = this.sums !== null ? this.elementNode(this.depth) : -1;
             }
           } else if (c == 0x7d && inObject) {
             this.close(true);
@@ -356,6 +361,9 @@ export class JsonScanner {
         if (kind == KIND_OBJECT) {
           child = node;
           if (node > 0) this.markPresent(node);
+        } else if (kind == KIND_ARRAY && !this.isObject(this.depth)) {
+          child = node; // an element of the array: its members are read afresh
+          this.forget(node);
         } else {
           unchecked((this.states[node] = INVALID));
         }
@@ -363,8 +371,10 @@ export class JsonScanner {
       this.open(true, child);
     } else if (c == 0x5b) {
       // '['
-      if (node > 0) unchecked((this.states[node] = INVALID));
-      this.open(false, -1);
+      const array = node > 0 && kind == KIND_ARRAY && this.isObject(this.depth);
+      if (array) this.present |= this.sums!.step(node, SUM_OPEN);
+      else if (node > 0) unchecked((this.states[node] = INVALID));
+      this.open(false, array ? node : -1); // its elements are then read as `node`
     } else if (c == 0x22) {
       // '"'
       let capture = CAP_NONE;
@@ -432,7 +442,7 @@ export class JsonScanner {
       return;
     }
     this.depth = d;
-    this.pending = -1;
+    this.pending = isObject ? -1 : matchNode;
     const word = d >>> 6;
     const shift = <u64>(d & 63);
     const bit: u64 = 1 << shift;
@@ -449,6 +459,7 @@ export class JsonScanner {
       this.fail(ERR_SYNTAX);
       return;
     }
+    if (this.sums !== null) this.closing(isObject);
     this.depth--;
     this.endValue();
   }
@@ -457,6 +468,17 @@ export class JsonScanner {
   @inline
   private isObject(d: i32): bool {
     return ((unchecked(this.containers[d >>> 6]) >>> (<u64>(d & 63))) & 1) != 0;
+  }
+
+  /** The array-of-objects node whose elements the array at depth d holds, or -1. */
+  private elementNode(d: i32): i32 {
+    return d > 0 && d < MAX_MATCH_DEPTH && !this.isObject(d) ? unchecked(this.matchNodes[d]) : -1;
+  }
+
+  /** The object or array at the current depth closes: an element's, or its array's, sums. */
+  private closing(isObject: bool): void {
+    const node = this.elementNode(isObject ? this.depth - 1 : this.depth);
+    if (node >= 0) this.present |= this.sums!.step(node, isObject ? SUM_ELEMENT : SUM_ARRAY);
   }
 
   private fail(code: u8): void {

@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // Which keys of a JSON document the scanner keeps: a small tree of object keys from the top-level
-// object down, each leaf typed. Pure: no host imports.
+// object down, each leaf typed. A key written `name[]` holds an array of objects whose members
+// are matched below it; each integer below it is summed over the array's elements (Vertex AI's
+// `predictions[].embeddings.statistics.token_count`). Pure: no host imports.
 
 export const KIND_OBJECT: u8 = 0;
 export const KIND_STRING: u8 = 1;
 export const KIND_INT: u8 = 2;
 export const KIND_BOOL: u8 = 3;
+/** An array of objects (`name[]` in a path); only objects and integers may be below it. */
+export const KIND_ARRAY: u8 = 4;
 
 /** Longest key the scanner compares; a longer key can match nothing in a schema. */
 export const MAX_KEY_BYTES: i32 = 32;
@@ -53,6 +57,8 @@ export class Schema {
    */
   descendants: Array<Array<i32>> = [[]];
   stringBytes: i32 = 0;
+  /** The schema has a KIND_ARRAY node (its scanners then keep sums). */
+  hasArrays: bool = false;
 
   get size(): i32 {
     return this.parents.length;
@@ -63,16 +69,21 @@ export class Schema {
     let node = 0;
     let from = 0;
     let last = false;
+    let inArray = false;
     while (!last) {
       const dot = path.indexOf(".", from);
       last = dot < 0;
-      const key = internKey(path.substring(from, last ? path.length : dot));
+      let name = path.substring(from, last ? path.length : dot);
+      const array = name.endsWith("[]");
+      if (array) name = name.substring(0, name.length - 2);
+      const key = internKey(name);
       from = dot + 1;
       assert(key.byteLength <= MAX_KEY_BYTES, "schema key too long");
+      assert(!(array && last), "an array of objects cannot be a leaf");
       let child = this.find(node, changetype<usize>(key), key.byteLength);
       if (child < 0) {
         child = this.parents.length;
-        const childKind = last ? kind : KIND_OBJECT;
+        const childKind = array ? KIND_ARRAY : last ? kind : KIND_OBJECT;
         this.parents.push(node);
         this.kinds.push(childKind);
         this.keys.push(key);
@@ -94,9 +105,12 @@ export class Schema {
         } else {
           this.stringOffsets.push(-1);
         }
+        if (array) this.hasArrays = true;
       }
+      if (array) inArray = true;
       node = child;
     }
+    assert(!inArray || kind == KIND_INT, "only integers are summed over an array");
     return node;
   }
 
