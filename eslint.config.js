@@ -6,11 +6,11 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["build/**", "node_modules/**", "assembly/host/abi.ts"] },
+  { ignores: ["build/**", "node_modules/**", "ratelimit/dist/**", "assembly/host/abi.ts"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    files: ["tests/**/*.ts", "scripts/**/*.ts", "bench/*.ts", "*.js"],
+    files: ["tests/**/*.ts", "scripts/**/*.ts", "bench/*.ts", "ratelimit/**/*.ts", "*.js"],
     languageOptions: {
       globals: { process: "readonly", console: "readonly", setTimeout: "readonly", Buffer: "readonly" },
     },

@@ -115,7 +115,10 @@ export function sources(dirs: string[], pattern: RegExp): Map<string, string> {
 
 export function checkAll(): string[] {
   const assembly = sources(["assembly"], /\.ts$/);
-  const all = sources(["assembly", "tests", "scripts", "bench"], /\.(ts|js|sh)$/);
+  const all = sources(
+    ["assembly", "tests", "scripts", "bench", "ratelimit/src", "ratelimit/tests"],
+    /\.(ts|js|sh)$/,
+  );
   for (const f of ["eslint.config.js", "as-pect.config.js"]) all.set(f, readFileSync(join(ROOT, f), "utf8"));
   return [...checkLayers(assembly), ...checkHeaders(all)];
 }

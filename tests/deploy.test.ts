@@ -93,6 +93,7 @@ const METRICS: Record<string, string[]> = Object.fromEntries(
     asm_llm_proxy_cache_write_tokens: PLUGIN_LABELS,
     asm_llm_proxy_reasoning_tokens: PLUGIN_LABELS,
     asm_llm_proxy_requests: [...PLUGIN_LABELS, "llmproxy_usage", "llmproxy_stream"],
+    asm_llm_proxy_ratelimit: [...PLUGIN_LABELS, "llmproxy_ratelimit"],
     asm_llm_proxy_first_token_ms_bucket: [...PLUGIN_LABELS, "le"],
     asm_llm_proxy_duration_ms_bucket: [...PLUGIN_LABELS, "le"],
     asm_llm_proxy_issues: ["llmproxy_issue"],
@@ -217,6 +218,7 @@ test("every Istio resource validates against its CRD version, unknown fields ref
   assert.deepEqual(kinds, [
     "DestinationRule",
     "DestinationRule",
+    "EnvoyFilter",
     "ServiceEntry",
     "ServiceEntry",
     "Telemetry",

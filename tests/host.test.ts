@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 // The test host's own checks can fail: modules that misbehave on purpose (built here from a few
-// lines of AssemblyScript) are caught holding a chunk or trapping.
+// lines of AssemblyScript) are caught holding a chunk or trapping; its http calls, pauses and
+// local replies behave as Envoy's (tests/host/http-call-checks.ts).
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import asc from "assemblyscript/asc";
 import { ProxyWasmHost } from "./host/host.ts";
 import { extractTags } from "./host/telemetry.ts";
+import { httpCallChecks } from "./host/http-call-checks.ts";
 
 async function build(source: string): Promise<WebAssembly.Module> {
   const result = await asc.compileString(source, { optimizeLevel: 1, runtime: "stub", use: ["abort="] });
@@ -101,7 +103,10 @@ test("the built plugin imports only host functions Envoy registers for ABI 0.2.1
     "proxy_on_response_body",
     "proxy_on_log",
     "proxy_on_delete",
+    "proxy_on_http_call_response",
   ]) {
     assert.ok(exports.has(name), `exports ${name}`);
   }
 });
+
+httpCallChecks();

@@ -22,6 +22,8 @@ import {
   TYPE_STRING,
   TYPE_STRINGS,
   TYPE_OBJECTS,
+  TYPE_OBJECT,
+  OPT_RATE_LIMIT,
   OPT_PATHS,
   OPT_INJECT_STREAM_USAGE,
   OPT_STRIP_ACCEPT_ENCODING,
@@ -41,6 +43,8 @@ import { headerDimension, stateBits, KEY_HEADER_PREFIX } from "../telemetry/name
 import { asciiLower } from "../llm/hosts";
 import { Routing } from "../llm/routing";
 import { readProviders } from "./providers";
+import { readBudget } from "./ratelimit";
+import { BudgetConfig } from "../llm/budget";
 import { PathShape, compileShape, matchShape, pathEnd } from "../llm/paths";
 
 export { DEFAULT_PATHS };
@@ -92,6 +96,8 @@ export class Config {
   routing: Routing = new Routing();
   /** Filter-state keys published beyond the seed's three: STATE_* bits (telemetry/names.ts). */
   filterState: u32 = 0;
+  /** The `rate_limit` option: token budgets checked with a service; null (off) by default. */
+  budget: BudgetConfig | null = null;
 
   /** Whether a request path (which may carry a query string) names an LLM API. */
   matchesPath(path: string): bool {
@@ -214,6 +220,10 @@ export function parseConfig(bytes: Uint8Array): ConfigResult {
       result.errors.push("'" + key + "' " + problem + "; using the default");
       continue;
     }
+    if (option == OPT_RATE_LIMIT) {
+      result.config.budget = readBudget(value!, result.errors);
+      continue;
+    }
     if (option == OPT_PROVIDERS) {
       // Each provider and route is checked on its own: a broken one is skipped, not the option.
       readProviders(value!, result.config.routing, result.errors);
@@ -252,6 +262,7 @@ function invalid(option: i32, value: JSON.Value): string | null {
     return null;
   }
   if (type == TYPE_OBJECTS) return value.isArr ? null : "must be an array of objects";
+  if (type == TYPE_OBJECT) return value.isObj ? null : "must be an object";
   return "has an unknown type";
 }
 

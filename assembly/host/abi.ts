@@ -16,6 +16,10 @@ export {
   proxy_increment_metric,
   proxy_record_metric,
   proxy_get_current_time_nanoseconds,
+  proxy_http_call,
+  proxy_continue_stream,
+  proxy_send_local_response,
+  proxy_set_effective_context,
 } from "@solo-io/proxy-runtime/assembly/imports";
 
 // proxy-runtime 0.1.8 predates ABI 0.2.1 and does not declare this one. Envoy registers it only
@@ -63,13 +67,21 @@ export namespace LogLevel {
 export namespace BufferType {
   export const HttpRequestBody: i32 = 0;
   export const HttpResponseBody: i32 = 1;
+  export const HttpCallResponseBody: i32 = 4;
   export const PluginConfiguration: i32 = 7;
 }
 
 export namespace HeaderMapType {
   export const RequestHeaders: i32 = 0;
   export const ResponseHeaders: i32 = 2;
+  export const HttpCallResponseHeaders: i32 = 6;
 }
+
+/** WasmStreamType of proxy_continue_stream (ABI 0.2.1). */
+export const STREAM_REQUEST: u32 = 0;
+
+/** FilterHeadersStatus StopIteration: the request waits (Envoy turns it into StopAllIterationAndWatermark). */
+export const STOP_ITERATION: u32 = 1;
 
 export namespace MetricType {
   export const Counter: i32 = 0;

@@ -20,12 +20,17 @@ import {
   proxy_get_current_time_nanoseconds,
   environ_sizes_get,
   environ_get,
+  proxy_http_call,
+  proxy_continue_stream,
+  proxy_send_local_response,
+  proxy_set_effective_context,
   WasmResult,
   MetricType,
+  STREAM_REQUEST,
 } from "./abi";
 import { release } from "./memory";
 
-export { LogLevel, BufferType, HeaderMapType, CONTINUE } from "./abi";
+export { LogLevel, BufferType, HeaderMapType, CONTINUE, STOP_ITERATION } from "./abi";
 
 // Out-parameters of host calls: a pointer and a size the host writes.
 const OUT_PTR: usize = memory.data(8, 8);
@@ -318,4 +323,84 @@ export function logEnabled(level: u32): bool {
 export function log(level: u32, message: string): void {
   const bytes = String.UTF8.encode(message);
   proxy_log(level, changetype<usize>(bytes), bytes.byteLength);
+}
+
+/**
+ * proxy-wasm header pairs: the count, a (name size, value size) pair each, then each name and
+ * value NUL-ended. `list` alternates names and values.
+ */
+function pairs(list: string[]): ArrayBuffer {
+  const n = list.length >> 1;
+  let size = 4 + n * 8;
+  const parts = new Array<ArrayBuffer>(list.length);
+  for (let i = 0; i < list.length; i++) {
+    const b = String.UTF8.encode(unchecked(list[i]));
+    unchecked((parts[i] = b));
+    size += b.byteLength + 1;
+  }
+  const out = new ArrayBuffer(size);
+  const base = changetype<usize>(out);
+  store<u32>(base, <u32>n);
+  let p = base + 4 + <usize>n * 8;
+  for (let i = 0; i < parts.length; i++) {
+    const b = unchecked(parts[i]);
+    store<u32>(base + 4 + <usize>(i >> 1) * 8 + <usize>(i & 1) * 4, <u32>b.byteLength);
+    memory.copy(p, changetype<usize>(b), b.byteLength);
+    p += <usize>b.byteLength + 1;
+  }
+  return out;
+}
+
+/**
+ * An HTTP call to an Envoy cluster, made as the root context (Envoy answers on
+ * proxy_on_http_call_response whichever context called). `headers` alternates names and values
+ * and must hold :method, :path and :authority. Returns the call's token, or 0 when Envoy refuses
+ * it (an unknown cluster, a missing header).
+ */
+export function httpCall(cluster: ArrayBuffer, headers: string[], body: string, timeoutMs: u32): u32 {
+  const h = pairs(headers);
+  const b = String.UTF8.encode(body);
+  store<u32>(OUT_PTR, 0);
+  const r = proxy_http_call(
+    changetype<usize>(cluster),
+    cluster.byteLength,
+    changetype<usize>(h),
+    h.byteLength,
+    changetype<usize>(b),
+    b.byteLength,
+    0,
+    0,
+    timeoutMs,
+    OUT_PTR,
+  );
+  return r == WasmResult.Ok ? load<u32>(OUT_PTR) : 0;
+}
+
+/** Makes a stream the context of the host calls that follow (in an http call's answer). */
+export function setEffectiveContext(id: u32): bool {
+  return proxy_set_effective_context(id) == WasmResult.Ok;
+}
+
+/** Lets a request that a headers callback stopped go on. */
+export function continueRequest(): bool {
+  return proxy_continue_stream(STREAM_REQUEST) == WasmResult.Ok;
+}
+
+/** Answers the current stream itself; the request goes no further. `headers` alternates names and values. */
+export function sendLocalResponse(status: u32, details: string, body: string, headers: string[]): bool {
+  const d = String.UTF8.encode(details);
+  const b = String.UTF8.encode(body);
+  const h = pairs(headers);
+  return (
+    proxy_send_local_response(
+      status,
+      changetype<usize>(d),
+      d.byteLength,
+      changetype<usize>(b),
+      b.byteLength,
+      changetype<usize>(h),
+      h.byteLength,
+      -1,
+    ) == WasmResult.Ok
+  );
 }

@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
-// The proxy-wasm ABI 0.2.1 callbacks. They route each call to its Root or Stream and always let
-// the stream continue. Unlike the SDK's dispatcher, nothing here traps on an unknown context id,
-// a root id without a factory (Istio's root id is WasmPlugin.pluginName, often empty) or an empty
-// configuration.
+// The proxy-wasm ABI 0.2.1 callbacks. They route each call to its Root or Stream and let the
+// stream continue, but for an LLM call waiting for its token budget check. Unlike the SDK's
+// dispatcher, nothing here traps on an unknown context id, a root id without a factory (Istio's
+// root id is WasmPlugin.pluginName, often empty) or an empty configuration.
 
 import { Root, definedSinceCollect, collected } from "./root";
 import { Stream } from "./stream";
-import { readBuffer, bufferLength, release, BufferType, CONTINUE } from "../host/host";
+import { onCallResponse } from "./budget";
+import { readBuffer, bufferLength, release, BufferType, CONTINUE, STOP_ITERATION } from "../host/host";
 
 const roots = new Map<u32, Root>();
 const streams = new Map<u32, Stream>();
@@ -41,7 +42,9 @@ export function proxy_abi_version_0_2_1(): void {}
 export function proxy_on_context_create(contextId: u32, rootContextId: u32): void {
   if (rootContextId == 0) roots.set(contextId, new Root());
   else {
-    streams.set(contextId, new Stream(rootFor(rootContextId)));
+    const s = new Stream(rootFor(rootContextId));
+    s.contextId = contextId;
+    streams.set(contextId, s);
     if (contextId == lastId) lastStream = null;
   }
 }
@@ -65,8 +68,20 @@ export function proxy_on_configure(rootContextId: u32, configurationSize: u32): 
 
 export function proxy_on_request_headers(contextId: u32, headers: u32, endOfStream: u32): u32 {
   const s = streamOf(contextId);
-  if (s !== null) s.onRequestHeaders(endOfStream != 0);
+  // The only stop: an LLM call waits for its token budget check (budget.ts), which continues it.
+  if (s !== null && s.onRequestHeaders(endOfStream != 0)) return STOP_ITERATION;
   return CONTINUE;
+}
+
+/** The answer to an http call (the root context made it): a token budget check or report. */
+export function proxy_on_http_call_response(
+  rootContextId: u32,
+  token: u32,
+  headers: u32,
+  bodySize: u32,
+  trailers: u32,
+): void {
+  onCallResponse(token, headers, bodySize);
 }
 
 export function proxy_on_request_body(contextId: u32, size: u32, endOfStream: u32): u32 {

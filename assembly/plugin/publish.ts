@@ -34,6 +34,7 @@ import {
   HeaderMapType,
 } from "../host/host";
 import { Root, CallRecord, firstProperty } from "./root";
+import { Destination } from "./budget";
 import {
   P_REQUEST_MODEL,
   P_RESPONSE_MODEL,
@@ -65,7 +66,7 @@ const callRecord = new CallRecord();
 
 const NO_HEADERS: string[] = [];
 
-export class Call {
+export class Call extends Destination {
   root: Root;
   authority: string = "";
   path: string = "";
@@ -96,6 +97,7 @@ export class Call {
   firstByteMs: i64 = -1;
 
   constructor(root: Root) {
+    super();
     this.root = root;
   }
 
@@ -116,8 +118,9 @@ export class Call {
   /**
    * Publishes the call once, given what its response reported (null: nothing): filter state,
    * then the record Root counts. Whatever else is computed from a finished call goes here.
+   * Returns the usage counted (null for none, or a response counted before).
    */
-  protected publish(parsed: Usage | null): void {
+  protected publish(parsed: Usage | null): Usage | null {
     const usage = this.adjust(parsed);
     // A response polled again after it was counted: described, not counted again.
     const repeated = this.countedBefore(usage);
@@ -164,6 +167,7 @@ export class Call {
     // computed from a finished call fills the record before Root counts it.
     this.root.record(r);
     r.usage = null;
+    return repeated ? null : usage;
   }
 
   /** What an API's own rules make of the usage a body reported. */
@@ -248,7 +252,7 @@ export class Call {
   }
 
   /** The service host of the upstream cluster, else the authority's host, else "unknown". */
-  private destination(): string {
+  destination(): string {
     const cached = this.cluster;
     if (cached !== null && cached.length > 0) {
       // Read in the request headers: its service was found then.

@@ -26,6 +26,9 @@ import {
   ISSUE_NAMES,
   ISSUE_CARDINALITY_OVERFLOW,
   METRIC_CONFIG_PROBLEMS,
+  METRIC_RATELIMIT,
+  TAG_RATELIMIT,
+  RATELIMIT_OUTCOMES,
 } from "../telemetry/names";
 import { SeriesTable } from "../telemetry/series";
 import { Usage, NO_COUNT } from "../llm/usage";
@@ -55,6 +58,8 @@ const SLOT_REQUESTS: i32 = 4;
 const SLOT_CACHED: i32 = 18;
 const SLOT_REASONING: i32 = 19;
 const SLOT_CACHE_WRITE: i32 = 20;
+/** asm_llm_proxy_ratelimit: + outcome (RATELIMIT_OUTCOMES), 4 slots. */
+const SLOT_RATELIMIT: i32 = 21;
 /** The metric of a slot other than SLOT_REQUESTS's. */
 function slotMetric(slot: i32): string {
   if (slot == SLOT_PROMPT) return METRIC_PROMPT_TOKENS;
@@ -242,6 +247,13 @@ export class Root {
     if (r.durationMs != NO_COUNT) this.sample(series, SLOT_DURATION_MS, r, <u64>r.durationMs);
   }
 
+  /** Counts a token budget check's outcome (RATELIMIT_*), with the dimensions known at the check. */
+  recordBudget(r: CallRecord, outcome: i32): void {
+    const series = this.seriesOf(r);
+    this.builtSuffix = null;
+    this.add(series, SLOT_RATELIMIT + outcome, r, 1);
+  }
+
   /** Counts one occurrence of the filter's own trouble. */
   issue(kind: i32): void {
     let id = unchecked(this.issueIds[kind]);
@@ -262,7 +274,9 @@ export class Root {
     if (known >= 0) return known;
     const histogram = slot == SLOT_FIRST_TOKEN_MS || slot == SLOT_DURATION_MS;
     let name = this.suffix(r, series == this.foldedSeries);
-    if (slot >= SLOT_REQUESTS && slot < SLOT_CACHED) {
+    if (slot >= SLOT_RATELIMIT) {
+      name = METRIC_RATELIMIT + name + "|" + TAG_RATELIMIT + "=" + RATELIMIT_OUTCOMES[slot - SLOT_RATELIMIT];
+    } else if (slot >= SLOT_REQUESTS && slot < SLOT_CACHED) {
       const status = (slot - SLOT_REQUESTS) >> 1;
       const stream = (slot - SLOT_REQUESTS) & 1 ? "true" : "false";
       name =

@@ -3,9 +3,10 @@
 // do it: the provider call (provider-call.ts), the request-body insertion (insertion.ts), the
 // parsers (pools.ts, chunks.ts) and, at the end, the publication (publish.ts, whose Call this
 // extends). What differs between APIs comes from the path shape's rules (llm/apis.ts). Every
-// callback lets its data continue at once; nothing here holds a byte, and the only change it can
-// make are the configured rewrites of a request: the opt-in `inject_stream_usage`, and for a
-// provider host (`providers`) its path, key, model and stream.
+// callback lets its data continue at once, except that an LLM call with a token budget
+// (`rate_limit`, budget.ts) waits in its request headers for the check; nothing here holds a
+// byte, and the only change it can make are the configured rewrites of a request: the opt-in
+// `inject_stream_usage`, and for a provider host (`providers`) its path, key, model and stream.
 
 import { JsonScanner } from "../llm/json";
 import { REQUEST_STREAM } from "../llm/formats";
@@ -52,6 +53,7 @@ import { Call, bodyUsage } from "./publish";
 import { providerCall } from "./provider-call";
 import { BodyInsertion } from "./insertion";
 import { feedWindows } from "./chunks";
+import { Check, newCheck, startCheck, report } from "./budget";
 import {
   takeRequestScanner,
   returnRequestScanner,
@@ -98,34 +100,40 @@ export class Stream extends Call {
   /** The request body gets members before its closing brace (provider call, usage option). */
   insertion: BodyInsertion | null = null;
   completed: bool = false;
+  /** The host's id of this stream (its context id). */
+  contextId: u32 = 0;
+  /** The token budget check of this call, when `rate_limit` checked it. */
+  check: Check | null = null;
 
   constructor(root: Root) {
     super(root);
   }
 
-  onRequestHeaders(endOfStream: bool): void {
+  /** Whether the request must wait (a token budget check is out, or refused it). */
+  onRequestHeaders(endOfStream: bool): bool {
     // Only a POST (or a GET, where a GET shape is configured) can be an LLM call: :method
     // compared as bytes, nothing decoded for other requests.
     const config = this.root.config;
     const method = headerChoice(HeaderMapType.RequestHeaders, H_METHOD, V_POST, V_GET);
     const post = method == 0;
     if (!post) {
-      if (method != 1 || !config.getShapes) return;
+      if (method != 1 || !config.getShapes) return false;
       // A GET is an LLM call only on a GET shape (the Responses API's polls): its :path alone
       // decides, before the whole map is copied, so that other GETs cost one small read.
       const path = getHeader(HeaderMapType.RequestHeaders, H_PATH);
-      if (path === null || config.matchShape(true, path) === null) return;
+      if (path === null || config.matchShape(true, path) === null) return false;
     }
     // The headers read below come from one copy of the whole map: one host call, not one each.
     loadHeaders(HeaderMapType.RequestHeaders);
-    this.readRequestHeaders(endOfStream, post);
+    const wait = this.readRequestHeaders(endOfStream, post);
     dropHeaders();
+    return wait;
   }
 
-  private readRequestHeaders(endOfStream: bool, post: bool): void {
+  private readRequestHeaders(endOfStream: bool, post: bool): bool {
     const config = this.root.config;
     const path = getHeader(HeaderMapType.RequestHeaders, H_PATH);
-    if (path === null) return;
+    if (path === null) return false;
     let shape = config.matchShape(!post, path);
     // Where the match found a model in the path (module state of paths.ts, kept before any
     // other match).
@@ -144,9 +152,9 @@ export class Stream extends Call {
         this.cluster = call.cluster;
         this.clusterService = call.clusterService;
       }
-      if (target === null && !known) return;
+      if (target === null && !known) return false;
     } else {
-      if (!known) return;
+      if (!known) return false;
       authority = getHeader(HeaderMapType.RequestHeaders, H_AUTHORITY);
     }
     this.llm = true;
@@ -168,12 +176,21 @@ export class Stream extends Call {
       }
     }
     if (shape !== null) this.readShape(shape, this.path, from, to);
-    // The call is decided: provider, route, path, API and any model in the path. A check on the
-    // request headers (a rate limit) belongs here, before the body starts.
+    // The call is decided: provider, route, path, API and any model in the path. Its token
+    // budget is checked now, before the body starts; the request waits for the answer.
+    const budget = config.budget;
+    let wait = false;
+    if (budget !== null) {
+      const check = newCheck(budget, this.root, this.contextId, this, this.model, this.headers);
+      if (check !== null) {
+        this.check = check;
+        wait = startCheck(check);
+      }
+    }
     // Ask for an uncompressed response, so that its usage can be read (clients such as the
     // OpenAI SDKs ask for gzip by default, and the sidecar has no decompressor).
     if (config.stripAcceptEncoding) removeHeader(HeaderMapType.RequestHeaders, H_ACCEPT_ENCODING);
-    if (endOfStream) return;
+    if (endOfStream) return wait;
     this.request = takeRequestScanner();
     // Headers can only change now, before the body shows whether it will change; without
     // content-length Envoy frames the body itself (chunked, or HTTP/2 data frames).
@@ -184,6 +201,13 @@ export class Stream extends Call {
     } else if (config.acceptsUsageOption(this.path)) {
       if (removeHeader(HeaderMapType.RequestHeaders, H_CONTENT_LENGTH)) this.startInsertion(null);
     }
+    return wait;
+  }
+
+  /** The token budget answered this call itself (denied, or failed closed): nothing to read. */
+  private get refused(): bool {
+    const check = this.check;
+    return check !== null && check.refused;
   }
 
   private startInsertion(target: Target | null): void {
@@ -282,7 +306,7 @@ export class Stream extends Call {
   }
 
   onResponseHeaders(endOfStream: bool): void {
-    if (!this.llm) return;
+    if (!this.llm || this.refused) return;
     // :status, content-type and content-encoding from one copy of the map: one host call.
     loadHeaders(HeaderMapType.ResponseHeaders);
     this.readResponseHeaders(endOfStream);
@@ -340,7 +364,7 @@ export class Stream extends Call {
   }
 
   onResponseBody(size: usize, endOfStream: bool): void {
-    if (!this.llm || this.completed) return;
+    if (!this.llm || this.completed || this.refused) return;
     const published = this.root.config.filterState;
     if (this.firstByteMs < 0 && size > 0 && (this.streamed || published & FIRST_BYTE_STATE)) {
       // Time to the first byte of the body: for a stream, the first token. Only a stream's
@@ -372,10 +396,16 @@ export class Stream extends Call {
     if (this.llm && !this.completed) this.complete();
   }
 
-  /** Publishes the call once: filter state and metrics. */
+  /**
+   * Publishes the call once: filter state and metrics; then reports its tokens to its budget. A
+   * call its budget answered was no call: only the check's outcome is counted.
+   */
   private complete(): void {
     this.completed = true;
-    this.publish(this.finishParsers());
+    if (this.refused) return;
+    const usage = this.publish(this.finishParsers());
+    const check = this.check;
+    if (check !== null && usage !== null) report(check, usage.prompt, usage.completion, usage.totalTokens);
   }
 
   /** Ends the response parsers; returns what the response said, or null when it said nothing. */

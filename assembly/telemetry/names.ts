@@ -24,6 +24,8 @@ export const KEY_USAGE = "asm.llmproxy.usage";
 export const KEY_FIRST_TOKEN_MS = "asm.llmproxy.first_token_ms";
 export const KEY_DURATION_MS = "asm.llmproxy.duration_ms";
 export const KEY_MS_PER_OUTPUT_TOKEN = "asm.llmproxy.ms_per_output_token";
+/** The token budget check's outcome (one of RATELIMIT_OUTCOMES), set on every checked call. */
+export const KEY_RATELIMIT = "asm.llmproxy.ratelimit";
 /** Prefix of the filter-state key of a configured header dimension. */
 export const KEY_HEADER_PREFIX = "asm.llmproxy.";
 
@@ -37,6 +39,15 @@ export const METRIC_REQUESTS = "asm_llm_proxy_requests";
 /** Histograms, in milliseconds, with Envoy's default buckets. */
 export const METRIC_FIRST_TOKEN_MS = "asm_llm_proxy_first_token_ms";
 export const METRIC_DURATION_MS = "asm_llm_proxy_duration_ms";
+
+/** One count per checked LLM call, by outcome (`llmproxy_ratelimit`), with the seed's dimensions. */
+export const METRIC_RATELIMIT = "asm_llm_proxy_ratelimit";
+export const TAG_RATELIMIT = "llmproxy_ratelimit";
+export const RATELIMIT_ALLOWED: i32 = 0;
+export const RATELIMIT_DENIED: i32 = 1;
+export const RATELIMIT_FAILED_OPEN: i32 = 2;
+export const RATELIMIT_FAILED_CLOSED: i32 = 3;
+export const RATELIMIT_OUTCOMES: string[] = ["allowed", "denied", "failed_open", "failed_closed"];
 
 /** Tag names, in the order they appear in a stat name and in the bootstrap stats_tags. */
 export const TAG_SOURCE_WORKLOAD = "llmproxy_source_workload";
@@ -78,6 +89,7 @@ const RESERVED_DIMENSIONS: string[] = [
   "usage",
   "stream",
   "issue",
+  "ratelimit",
 ];
 
 /**

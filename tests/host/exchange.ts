@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // The test host as a tiny proxy: one request goes through the plugin's request callbacks, then to
 // a real upstream over loopback HTTP; the response's chunks reach the plugin as the socket
-// delivers them, then the stream ends as Envoy ends it (on_log, on_done, on_delete).
+// delivers them, then the stream ends as Envoy ends it (on_log, on_done, on_delete). A request
+// the plugin pauses goes upstream only once it is continued; one it answers with a local reply
+// never does.
 
 import { request as httpRequest } from "node:http";
 import type { HttpStream, ProxyWasmHost } from "./host.ts";
@@ -24,6 +26,8 @@ export interface ExchangeResult {
   body: string;
   /** Number of response chunks the plugin saw. */
   chunks: number;
+  /** The plugin answered with a local reply: nothing went upstream. */
+  local: boolean;
 }
 
 export async function exchange(
@@ -39,6 +43,18 @@ export async function exchange(
     !hasBody,
   );
   if (hasBody) s.sendRequestBody(x.body!, true);
+  if ((await s.released) === "local") {
+    return {
+      stream: s,
+      upstreamPath: "",
+      upstreamHeaders: {},
+      upstreamBody: "",
+      status: s.localReply!.status,
+      body: new TextDecoder().decode(s.forwarded("response")),
+      chunks: 0,
+      local: true,
+    };
+  }
   const requestBody = s.forwarded("request");
 
   // Upstream goes what the plugin left of the request: its headers (a path or key it set, a
@@ -76,6 +92,7 @@ export async function exchange(
             status: res.statusCode ?? 0,
             body: new TextDecoder().decode(s.forwarded("response")),
             chunks,
+            local: false,
           });
         });
         res.on("error", reject);

@@ -17,9 +17,25 @@
 //   does before the filters run; every request-header change clears the route cache and the route
 //   is chosen again with the new headers (Envoy context.cc: add/replace/remove header call
 //   clearRouteCache), a weighted split picking by the stream id as Envoy does;
-// - VM environment variables (vm_config.environment_variables) through WASI environ_get.
+// - VM environment variables (vm_config.environment_variables) through WASI environ_get;
+// - proxy_http_call sends real HTTP to the loopback port `clusters` maps the cluster name to, as
+//   the root context (proxy-wasm-cpp-host exports.cc http_call: contextOrEffectiveContext()->
+//   root_context()); an unknown cluster or a request without :method, :path or :authority is
+//   BadArgument (Envoy context.cc Context::httpCall). The answer comes to
+//   proxy_on_http_call_response(root id, token, headers, body size, trailers), its headers and
+//   body readable during that callback alone (map 6, buffer 4). A stream reset gives 0 headers
+//   (Context::onHttpCallFailure); the router's own answers come as responses: 504 "upstream
+//   request timeout" when the call's timeout passes, 503 when the cluster cannot be reached
+//   (inference from Envoy's async client, which runs the router);
+// - a request-headers callback that does not return Continue pauses the request: nothing goes
+//   upstream, body chunks wait (StopAllIterationAndWatermark), the request headers stay readable,
+//   until proxy_continue_stream(Request) from the stream or its effective context; continue and
+//   proxy_send_local_response act after the VM call returns (Envoy defers both); a local reply
+//   goes through the filter's response callbacks, then the stream ends, and the request never
+//   reaches the upstream.
 
 import { readFileSync } from "node:fs";
+import { Agent, request as httpRequest } from "node:http";
 
 export const WasmResult = {
   Ok: 0,
@@ -32,8 +48,21 @@ export const WasmResult = {
 export const LogLevel = { trace: 0, debug: 1, info: 2, warn: 3, error: 4, critical: 5 } as const;
 const LEVEL_NAMES = ["trace", "debug", "info", "warn", "error", "critical"];
 
-const BufferType = { HttpRequestBody: 0, HttpResponseBody: 1, PluginConfiguration: 7, VmConfiguration: 6 };
-const HeaderMapType = { RequestHeaders: 0, RequestTrailers: 1, ResponseHeaders: 2, ResponseTrailers: 3 };
+const BufferType = {
+  HttpRequestBody: 0,
+  HttpResponseBody: 1,
+  HttpCallResponseBody: 4,
+  PluginConfiguration: 7,
+  VmConfiguration: 6,
+};
+const HeaderMapType = {
+  RequestHeaders: 0,
+  RequestTrailers: 1,
+  ResponseHeaders: 2,
+  ResponseTrailers: 3,
+  HttpCallResponseHeaders: 6,
+  HttpCallResponseTrailers: 7,
+};
 const MetricType = { Counter: 0, Gauge: 1, Histogram: 2 };
 
 /** FilterDataStatus values. */
@@ -63,6 +92,30 @@ export interface HostOptions {
   env?: Record<string, string>;
   /** A VirtualService's http routes, in order; the first whose headers all match is chosen. */
   routes?: RouteRule[];
+  /** Envoy clusters proxy_http_call may name, each served on a 127.0.0.1 port. */
+  clusters?: Record<string, number>;
+}
+
+/** One proxy_http_call as the host made it, and how it ended. */
+export interface HttpCallRecord {
+  token: number;
+  cluster: string;
+  headers: Headers;
+  body: string;
+  timeoutMs: number;
+  /** The stream whose callback made the call (it is made as the root context), if any. */
+  stream?: number;
+  /** The answer's status; 0 for a reset (0 headers). */
+  status?: number;
+  /** Milliseconds from the call to the plugin's on_http_call_response. */
+  ms?: number;
+}
+
+export interface LocalReply {
+  status: number;
+  details: string;
+  body: Uint8Array;
+  headers: Headers;
 }
 
 export interface RouteRule {
@@ -128,6 +181,19 @@ export class ProxyWasmHost {
   private inRoot = false;
   private inCanary = false;
   private clockNs = 1_700_000_000_000_000_000n;
+  /** Every proxy_http_call, in order. */
+  readonly httpCalls: HttpCallRecord[] = [];
+  private readonly inflight = new Set<Promise<void>>();
+  private callResponse: { headers: Headers; body: Uint8Array } | null = null;
+  private readonly streams = new Map<number, HttpStream>();
+  private nextToken = 1;
+  /** What Envoy defers until the VM call returns: continue_stream and send_local_response. */
+  private afterCall: Array<() => void> = [];
+  private depth = 0;
+  /** send_local_response makes the running callback's result a stop (stopNextIteration). */
+  stopNext = false;
+  /** Envoy pools connections to a cluster; so does the host. */
+  private readonly agent = new Agent({ keepAlive: true });
 
   constructor(
     readonly module: WebAssembly.Module,
@@ -200,8 +266,19 @@ export class ProxyWasmHost {
   /** Opens a new HTTP stream (proxy_on_context_create with the root as parent). */
   stream(options: StreamOptions = {}): HttpStream {
     const s = new HttpStream(this, this.nextContextId++, options);
+    this.streams.set(s.id, s);
     this.call("proxy_on_context_create", s.id, this.rootContextId);
     return s;
+  }
+
+  /** Resolves once no proxy_http_call is in flight (answers delivered to the plugin). */
+  async idle(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.all([...this.inflight]);
+  }
+
+  /** Closes the pooled connections of proxy_http_call. */
+  close(): void {
+    this.agent.destroy();
   }
 
   /** Samples of a histogram by the name the plugin gave it. */
@@ -225,22 +302,139 @@ export class ProxyWasmHost {
     if (this.failed) return undefined;
     const fn = this.exports[name];
     if (typeof fn !== "function") return undefined; // Envoy skips callbacks a module lacks
+    this.depth++;
+    let result: number | undefined;
     try {
-      return fn(...args) as number;
+      result = fn(...args) as number;
     } catch (e) {
       this.failed = true;
       this.traps.push(e as Error);
-      return undefined;
+      result = undefined;
+    } finally {
+      this.depth--;
     }
+    if (this.depth === 0) this.drain();
+    return result;
+  }
+
+  /** Runs what the last VM call deferred (each may make VM calls of its own). */
+  private drain(): void {
+    while (this.afterCall.length > 0 && !this.failed) this.afterCall.shift()!();
+    this.afterCall = [];
+  }
+
+  /** A stream that Envoy deleted: set_effective_context to it is BadArgument from now on. */
+  forget(id: number): void {
+    this.streams.delete(id);
+  }
+
+  /** The header map of a type as the running callback sees it. */
+  private headerMap(type: number): Headers | undefined {
+    if (type === HeaderMapType.HttpCallResponseHeaders) return this.callResponse?.headers;
+    if (type === HeaderMapType.HttpCallResponseTrailers) return this.callResponse ? [] : undefined;
+    return this.current?.readableHeaders(type);
+  }
+
+  private startCall(record: HttpCallRecord, port: number, body: Uint8Array): void {
+    const started = performance.now();
+    const headers: Record<string, string> = {};
+    let method = "GET";
+    let path = "/";
+    for (const [k, v] of record.headers) {
+      if (k === ":method") method = v;
+      else if (k === ":path") path = v;
+      else if (k === ":authority") headers.host = v;
+      else if (!k.startsWith(":")) headers[k] = v;
+    }
+    if (body.length > 0) headers["content-length"] = String(body.length);
+    const text = (status: number, message: string) => ({
+      headers: [
+        [":status", String(status)],
+        ["content-length", String(message.length)],
+        ["content-type", "text/plain"],
+      ] as Headers,
+      body: enc.encode(message),
+    });
+    const done = new Promise<void>((resolve) => {
+      let settled = false;
+      const finish = (answer: { headers: Headers; body: Uint8Array } | null) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        record.ms = performance.now() - started;
+        record.status = answer ? Number(answer.headers[0][1]) : 0;
+        this.deliver(record.token, answer);
+        resolve();
+      };
+      const req = httpRequest(
+        { host: "127.0.0.1", port, method, path, headers, agent: this.agent },
+        (res) => {
+          const parts: Buffer[] = [];
+          res.on("data", (c: Buffer) => parts.push(c));
+          res.on("end", () => {
+            const h: Headers = [[":status", String(res.statusCode)]];
+            for (const [k, v] of Object.entries(res.headers))
+              for (const one of Array.isArray(v) ? v : [v]) if (one !== undefined) h.push([k, String(one)]);
+            finish({ headers: h, body: new Uint8Array(Buffer.concat(parts)) });
+          });
+          // A reset after the headers: Envoy's onHttpCallFailure, 0 headers.
+          res.on("aborted", () => finish(null));
+          res.on("error", () => finish(null));
+        },
+      );
+      req.on("error", () =>
+        finish(
+          text(
+            503,
+            "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure",
+          ),
+        ),
+      );
+      // A timeout of 0 is none, as in Envoy's async client.
+      const timer =
+        record.timeoutMs > 0
+          ? setTimeout(() => {
+              finish(text(504, "upstream request timeout"));
+              req.destroy();
+            }, record.timeoutMs)
+          : undefined;
+      req.end(Buffer.from(body));
+    });
+    this.inflight.add(done);
+    done.then(() => this.inflight.delete(done));
+  }
+
+  /** on_http_call_response on the root context, the answer readable during it alone. */
+  private deliver(token: number, answer: { headers: Headers; body: Uint8Array } | null): void {
+    if (this.failed) return;
+    const previous = this.current;
+    this.callResponse = answer ?? { headers: [], body: new Uint8Array(0) };
+    this.current = null;
+    this.inRoot = true;
+    this.depth++;
+    try {
+      const n = answer ? answer.headers.length : 0;
+      const size = answer ? answer.body.length : 0;
+      this.call("proxy_on_http_call_response", this.rootContextId, token, n, size, 0);
+    } finally {
+      this.callResponse = null;
+      this.inRoot = false;
+      this.current = previous;
+      this.depth--;
+    }
+    if (this.depth === 0) this.drain();
   }
 
   withStream<T>(s: HttpStream, f: () => T): T {
     const previous = this.current;
     this.current = s;
+    this.depth++;
     try {
       return f();
     } finally {
       this.current = previous;
+      this.depth--;
+      if (this.depth === 0) this.drain();
     }
   }
 
@@ -337,7 +531,7 @@ export class ProxyWasmHost {
         outPtr: number,
         outSize: number,
       ) {
-        const map = h.current?.readableHeaders(type);
+        const map = h.headerMap(type);
         if (!map) return WasmResult.NotFound;
         const key = h.readString(keyPtr, keyLen).toLowerCase();
         const found = map.find(([k]) => k === key);
@@ -345,12 +539,12 @@ export class ProxyWasmHost {
         return h.give(enc.encode(found[1]), outPtr, outSize);
       },
       proxy_get_header_map_pairs(type: number, outPtr: number, outSize: number) {
-        const map = h.current?.readableHeaders(type);
+        const map = h.headerMap(type);
         if (!map) return WasmResult.NotFound;
         return h.give(serializePairs(encodePairs(map)), outPtr, outSize);
       },
       proxy_get_header_map_size(type: number, out: number) {
-        const map = h.current?.readableHeaders(type);
+        const map = h.headerMap(type);
         if (!map) return WasmResult.NotFound;
         h.view().setUint32(out, serializePairs(encodePairs(map)).length, true);
         return WasmResult.Ok;
@@ -449,14 +643,71 @@ export class ProxyWasmHost {
         h.view().setBigUint64(out, BigInt(metric.value), true);
         return WasmResult.Ok;
       },
-      proxy_continue_stream() {
+      proxy_continue_stream(type: number) {
+        const s = h.current;
+        if (s === null) return WasmResult.BadArgument;
+        if (type > 2) return WasmResult.BadArgument;
+        s.continues++;
+        if (type === 0) h.afterCall.push(() => s.continueRequest());
         return WasmResult.Ok;
       },
       proxy_close_stream() {
         return WasmResult.Ok;
       },
-      proxy_send_local_response() {
-        if (h.current) h.current.localReplies++;
+      proxy_send_local_response(
+        status: number,
+        detailsPtr: number,
+        detailsLen: number,
+        bodyPtr: number,
+        bodyLen: number,
+        headersPtr: number,
+        headersLen: number,
+      ) {
+        const s = h.current;
+        if (s === null) return WasmResult.NotFound;
+        s.localReplies++;
+        const reply: LocalReply = {
+          status,
+          details: h.readString(detailsPtr, detailsLen),
+          body: h.read(bodyPtr, bodyLen),
+          headers: parsePairs(h.read(headersPtr, headersLen)),
+        };
+        s.localReply ??= reply;
+        h.stopNext = true;
+        h.afterCall.push(() => s.sendLocalReply(reply));
+        return WasmResult.Ok;
+      },
+      proxy_http_call(
+        uriPtr: number,
+        uriLen: number,
+        headersPtr: number,
+        headersLen: number,
+        bodyPtr: number,
+        bodyLen: number,
+        _trailersPtr: number,
+        _trailersLen: number,
+        timeoutMs: number,
+        tokenOut: number,
+      ) {
+        const cluster = h.readString(uriPtr, uriLen);
+        const port = h.options.clusters?.[cluster];
+        if (port === undefined) return WasmResult.BadArgument;
+        const headers = parsePairs(h.read(headersPtr, headersLen));
+        for (const required of [":method", ":path", ":authority"])
+          if (!headers.some(([k]) => k === required)) return WasmResult.BadArgument;
+        const token = h.nextToken++;
+        h.view().setUint32(tokenOut, token, true);
+        const body = h.read(bodyPtr, bodyLen);
+        const record: HttpCallRecord = {
+          token,
+          cluster,
+          headers,
+          body: dec.decode(body),
+          timeoutMs,
+          stream: h.current?.id,
+        };
+        h.httpCalls.push(record);
+        h.startCall(record, port, body);
         return WasmResult.Ok;
       },
       proxy_set_tick_period_milliseconds() {
@@ -468,7 +719,16 @@ export class ProxyWasmHost {
       proxy_done() {
         return WasmResult.Ok;
       },
-      proxy_set_effective_context() {
+      proxy_set_effective_context(id: number) {
+        if (id === h.rootContextId) {
+          h.current = null;
+          h.inRoot = true;
+          return WasmResult.Ok;
+        }
+        const s = h.streams.get(id);
+        if (s === undefined) return WasmResult.BadArgument;
+        h.current = s;
+        h.inRoot = false;
         return WasmResult.Ok;
       },
     };
@@ -551,6 +811,7 @@ export class ProxyWasmHost {
   }
 
   private buffer(type: number): Uint8Array | undefined {
+    if (type === BufferType.HttpCallResponseBody) return this.callResponse?.body;
     if (type === BufferType.PluginConfiguration) return this.rootConfig;
     if (type === BufferType.VmConfiguration) return new Uint8Array(0);
     return this.current?.bodyBuffer(type);
@@ -615,6 +876,24 @@ export function serializePairs(parts: ReadonlyArray<readonly [Uint8Array, Uint8A
   return out;
 }
 
+/** The inverse of serializePairs (what a module passes to proxy_http_call and local replies). */
+export function parsePairs(data: Uint8Array): Headers {
+  if (data.length < 4) return [];
+  const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const n = dv.getUint32(0, true);
+  const out: Headers = [];
+  let p = 4 + n * 8;
+  for (let i = 0; i < n; i++) {
+    const kl = dv.getUint32(4 + i * 8, true);
+    const vl = dv.getUint32(8 + i * 8, true);
+    const key = dec.decode(data.subarray(p, p + kl));
+    p += kl + 1;
+    out.push([key, dec.decode(data.subarray(p, p + vl))]);
+    p += vl + 1;
+  }
+  return out;
+}
+
 function encodePairs(pairs: Headers): Array<readonly [Uint8Array, Uint8Array]> {
   return pairs.map(([k, v]) => [enc.encode(k), enc.encode(v)] as const);
 }
@@ -637,6 +916,17 @@ export class HttpStream {
   bufferChanges = 0;
   headerChanges = 0;
   localReplies = 0;
+  /** The first local reply the plugin sent, if any. */
+  localReply?: LocalReply;
+  /** proxy_continue_stream calls. */
+  continues = 0;
+  /** A request-headers callback stopped the request, and it has not been continued. */
+  requestPaused = false;
+  /** How the request left the filter: on to the upstream, or answered by a local reply. */
+  readonly released: Promise<"continue" | "local">;
+  private release!: (how: "continue" | "local") => void;
+  /** Request body that arrived while the request was paused (Envoy buffers it). */
+  private waitingBody: { parts: Uint8Array[]; end: boolean } | null = null;
   /** Host calls the plugin made for this stream. */
   hostCalls = 0;
   /** Route cache clears (request-header changes) and route choices, with `routes`. */
@@ -671,7 +961,42 @@ export class HttpStream {
     readonly host: ProxyWasmHost,
     readonly id: number,
     readonly options: StreamOptions,
-  ) {}
+  ) {
+    this.released = new Promise((resolve) => (this.release = resolve));
+  }
+
+  /** proxy_continue_stream(Request), after the VM call: the waiting body, then the upstream. */
+  continueRequest(): void {
+    if (!this.requestPaused || this.ended) return;
+    this.requestPaused = false;
+    const waiting = this.waitingBody;
+    this.waitingBody = null;
+    if (waiting) this.body(0, concat(waiting.parts), waiting.end);
+    this.release("continue");
+  }
+
+  /**
+   * A local reply, as Envoy sends one from a decoder filter: through the filter's response
+   * callbacks (headers, then the body with end_of_stream), then the end of the stream. Envoy
+   * sets content-type text/plain for a body; the plugin's headers replace same-named ones.
+   */
+  sendLocalReply(reply: LocalReply): void {
+    if (this.ended) return;
+    this.requestPaused = false;
+    this.waitingBody = null;
+    const headers: Headers = [[":status", String(reply.status)]];
+    if (reply.body.length > 0)
+      headers.push(["content-length", String(reply.body.length)], ["content-type", "text/plain"]);
+    for (const [k, v] of reply.headers) {
+      const key = k.toLowerCase();
+      for (let i = headers.length - 1; i >= 0; i--) if (headers[i][0] === key) headers.splice(i, 1);
+      headers.push([key, v]);
+    }
+    this.sendResponseHeaders(headers, reply.body.length === 0);
+    if (reply.body.length > 0) this.sendResponseBody(reply.body, true);
+    this.end();
+    this.release("local");
+  }
 
   headerChanged(type: number): void {
     this.headerChanges++;
@@ -739,7 +1064,9 @@ export class HttpStream {
   }
 
   readableHeaders(type: number): Headers | undefined {
-    if (type === HeaderMapType.RequestHeaders && this.phase === "requestHeaders") return this.requestHeaders;
+    // Envoy keeps the request headers while a headers callback's stop holds the request.
+    if (type === HeaderMapType.RequestHeaders && (this.phase === "requestHeaders" || this.requestPaused))
+      return this.requestHeaders;
     if (type === HeaderMapType.ResponseHeaders && this.phase === "responseHeaders")
       return this.responseHeaders;
     return undefined;
@@ -774,15 +1101,30 @@ export class HttpStream {
   sendRequestHeaders(headers: Record<string, string> | Headers, endOfStream = false): void {
     this.requestHeaders = toPairs(headers);
     this.routeStale = true; // the connection manager chooses the route before the filters run
+    this.host.stopNext = false;
     const r = this.run("requestHeaders", () =>
       this.host.call("proxy_on_request_headers", this.id, this.requestHeaders.length, endOfStream ? 1 : 0),
     );
-    if (r !== undefined && r !== 0) this.headerStops++;
+    const stopped = (r !== undefined && r !== 0) || this.host.stopNext;
+    this.host.stopNext = false;
+    if (stopped) this.headerStops++;
     this.currentRoute(); // the router uses the route of the headers as the filters left them
+    // A stop holds the request until the plugin continues it (or answers it, which already ran).
+    if (this.ended) return;
+    if (stopped && r !== undefined) this.requestPaused = true;
+    else this.release("continue");
   }
 
   sendRequestBody(data: Uint8Array | string, endOfStream = false): void {
-    this.body(0, typeof data === "string" ? enc.encode(data) : data, endOfStream);
+    const bytes = typeof data === "string" ? enc.encode(data) : data;
+    if (this.ended) return;
+    if (this.requestPaused) {
+      this.waitingBody ??= { parts: [], end: false };
+      this.waitingBody.parts.push(bytes);
+      this.waitingBody.end = endOfStream;
+      return;
+    }
+    this.body(0, bytes, endOfStream);
   }
 
   sendRequestTrailers(): void {
@@ -822,11 +1164,13 @@ export class HttpStream {
   end(): void {
     if (this.ended) return;
     this.ended = true;
+    this.requestPaused = false;
     this.run("log", () => this.host.call("proxy_on_log", this.id));
     this.host.withStream(this, () => {
       this.host.call("proxy_on_done", this.id);
       this.host.call("proxy_on_delete", this.id);
     });
+    this.host.forget(this.id);
   }
 
   /** All bytes forwarded in one direction. */
