@@ -519,6 +519,37 @@ test("the local Envoy uses exactly the ConfigMap's stats_tags (tag_name and rege
   assert.notDeepEqual(configMapStatsTags(broken), tags);
 });
 
+/** OpenTelemetry GenAI conventions: gen_ai.client.token.usage's explicit bucket boundaries. */
+const GEN_AI_TOKEN_BUCKETS = [
+  1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+];
+
+test("both bootstraps give gen_ai_client_token_usage the conventions' buckets, and label it", () => {
+  const configMap = (text = read(CONFIGMAP)) =>
+    parseYaml(parseYaml(text).data["custom_bootstrap.json"]).stats_config.histogram_bucket_settings;
+  const settings = configMap();
+  assert.deepEqual(settings, [
+    { match: { prefix: "wasmcustom.gen_ai_client_token_usage|" }, buckets: GEN_AI_TOKEN_BUCKETS },
+  ]);
+  assert.deepEqual(envoyConfig().stats_config.histogram_bucket_settings, settings);
+  // Four times the last, as the conventions list them.
+  GEN_AI_TOKEN_BUCKETS.slice(1).forEach((b, i) => assert.equal(b, GEN_AI_TOKEN_BUCKETS[i] * 4));
+  const tags = (configMapStatsTags() as Array<{ tag_name: string }>).map((t) => t.tag_name);
+  for (const label of [
+    "llmproxy_currency",
+    "gen_ai_token_type",
+    "gen_ai_operation_name",
+    "gen_ai_provider_name",
+    "gen_ai_request_model",
+    "gen_ai_response_model",
+    "server_address",
+  ]) {
+    assert.ok(tags.includes(label), `a stats_tags entry for ${label}`);
+  }
+  // The check itself fails on a bucket that differs.
+  assert.notDeepEqual(configMap(read(CONFIGMAP).replace("16777216,", "16777215,")), settings);
+});
+
 test("the local Envoy stands in for the sleep sidecar: node, ports, wasm filter, route, access log", () => {
   const envoy = envoyConfig();
   assert.deepEqual(envoy.node.metadata, NODE_METADATA);
