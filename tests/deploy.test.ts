@@ -343,6 +343,34 @@ test("the WasmPlugins: oci, https with sha256, file; otherwise the same, FAIL_OP
   assert.equal(schema({ inject_stream_usage: "yes" }), false);
 });
 
+test("the example prices patch the WasmPlugin into a valid configuration, each price with its source", () => {
+  const schema = new Ajv({ strict: false, allErrors: true }).compile(
+    JSON.parse(read(DEPLOY + "plugin-config.schema.json")),
+  );
+  const text = read(DEPLOY + "istio/prices-dashscope.yaml");
+  const ops = parseYaml(text) as Array<{ op: string; path: string; value: unknown }>;
+  const plugin = structuredClone(
+    ofKind("WasmPlugin").find((d) => d.file === "deploy/istio/wasmplugin.yaml")!.doc,
+  );
+  for (const { op, path, value } of ops) {
+    assert.equal(op, "add");
+    const key = path.replace(/^\/spec\/pluginConfig\//, "");
+    assert.ok(key !== path && !key.includes("/"), path);
+    plugin.spec.pluginConfig[key] = value;
+  }
+  assert.ok(schema(plugin.spec.pluginConfig), JSON.stringify(schema.errors));
+  assert.equal(plugin.spec.pluginConfig.gen_ai_metrics, true);
+  // Each priced model is named in the comments with a source address and a date.
+  for (const p of plugin.spec.pluginConfig.prices) {
+    const model = String(p.model).replace(/\*$/, "");
+    assert.match(text, new RegExp(`# - ${model}: .*\n#\\s+https://`), `a source for ${p.model}`);
+  }
+  assert.match(text, /read on \d{4}-\d{2}-\d{2}/);
+  // The check itself fails on a price the plugin would refuse.
+  assert.equal(schema({ prices: [{ model: "m", input: "0.0000001", output: 1 }] }), false);
+  assert.equal(schema({ prices: [{ model: "m", input: 1 }] }), false);
+});
+
 /**
  * The routing of a bundle: its providers take their keys from the proxy's environment (each key
  * named in vmConfig.env, and nothing else there), its VirtualService's routes go to provider hosts
@@ -834,6 +862,7 @@ const NOT_IN_BUNDLE: Record<string, string> = {
   "meshconfig-access-log.yaml": "an IstioOperator overlay for istioctl, not a cluster resource",
   "alternatives/wasmplugin-https.yaml": "an alternative to wasmplugin.yaml (same name)",
   "alternatives/wasmplugin-file.yaml": "an alternative to wasmplugin.yaml (same name)",
+  "prices-dashscope.yaml": "an opt-in JSON patch of the WasmPlugin (prices, gen_ai_metrics)",
 };
 
 /** kustomization.yaml with the Moonshot split's component turned on, as its comment says. */
