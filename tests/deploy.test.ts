@@ -367,7 +367,7 @@ test("the example prices patch the WasmPlugin into a valid configuration, each p
   }
   assert.match(text, /read on \d{4}-\d{2}-\d{2}/);
   // The check itself fails on a price the plugin would refuse.
-  assert.equal(schema({ prices: [{ model: "m", input: "0.0000001", output: 1 }] }), false);
+  assert.equal(schema({ prices: [{ model: "m", input: "0.05", output: 1 }] }), false);
   assert.equal(schema({ prices: [{ model: "m", input: 1 }] }), false);
 });
 

@@ -4,7 +4,7 @@
 // worked out by hand in the comments, not by the module.
 
 import {
-  parsePrice,
+  priceOfNumber,
   globMatch,
   Price,
   PriceTable,
@@ -25,34 +25,19 @@ function price(model: string, input: i64, output: i64): Price {
   return p;
 }
 
-describe("parsePrice", () => {
-  it("reads decimals as millionths, exactly", () => {
-    expect(parsePrice("0.05")).toBe(50000);
-    expect(parsePrice("12")).toBe(12000000);
-    expect(parsePrice("0.000001")).toBe(1);
-    expect(parsePrice("1.500000000")).toBe(1500000);
-    expect(parsePrice("5e-2")).toBe(50000);
-    expect(parsePrice("2.5E+1")).toBe(25000000);
-    expect(parsePrice("0")).toBe(0);
-    expect(parsePrice("1000000")).toBe(1000000000000);
-  });
-  it("reads a JSON number through its shortest text", () => {
-    expect(parsePrice((0.05).toString())).toBe(50000);
-    expect(parsePrice((0.3).toString())).toBe(300000);
-    expect(parsePrice((0.000002).toString())).toBe(2);
-    expect(parsePrice((3.0).toString())).toBe(3000000);
-  });
-  it("refuses more than 6 places, negatives, too large and malformed prices", () => {
-    expect(parsePrice("0.0000001")).toBe(-1);
-    expect(parsePrice((0.0000015).toString())).toBe(-1);
-    expect(parsePrice("-1")).toBe(-1);
-    expect(parsePrice("1000000.000001")).toBe(-1);
-    expect(parsePrice("1e7")).toBe(-1);
-    expect(parsePrice("")).toBe(-1);
-    expect(parsePrice("abc")).toBe(-1);
-    expect(parsePrice("1e")).toBe(-1);
-    expect(parsePrice("1.2.3")).toBe(-1);
-    expect(parsePrice("99999999999999999999999")).toBe(-1);
+describe("priceOfNumber", () => {
+  it("reads a JSON number exactly when it has at most 6 places", () => {
+    expect(priceOfNumber(0.05)).toBe(50000);
+    expect(priceOfNumber(0.3)).toBe(300000);
+    expect(priceOfNumber(0.000002)).toBe(2);
+    expect(priceOfNumber(3.0)).toBe(3000000);
+    expect(priceOfNumber(0.1 + 0.2)).toBe(-1); // 0.30000000000000004 is not 0.3
+    expect(priceOfNumber(0.0000015)).toBe(-1);
+    expect(priceOfNumber(123456.123456)).toBe(123456123456);
+    expect(priceOfNumber(1000000)).toBe(1000000000000);
+    expect(priceOfNumber(1000000.5)).toBe(-1);
+    expect(priceOfNumber(-0.5)).toBe(-1);
+    expect(priceOfNumber(NaN)).toBe(-1);
   });
 });
 

@@ -4,32 +4,28 @@
 // Pure: no host imports.
 
 import { JSON } from "assemblyscript-json/assembly";
-import { Price, PriceTable, parsePrice, NO_PRICE } from "../telemetry/cost";
+import { Price, PriceTable, priceOfNumber, NO_PRICE } from "../telemetry/cost";
 
 const PRICE_KEYS: string[] = ["model", "input", "output", "cached_input", "cache_write", "reasoning"];
 const SKIPPED = "; price skipped";
 
+/** One message: the field (`where`, and `key` when not empty) and what is wrong with it. */
+function problem(errors: string[], where: string, key: string, text: string): void {
+  errors.push("'" + where + (key.length > 0 ? "." + key : "") + "' " + text);
+}
+
 /**
  * A price field as millionths per million tokens: NO_PRICE when absent, -2 (after a message)
- * when it is not a decimal of at most 6 places from 0 to 1000000.
+ * when it is not a number of at most 6 decimal places from 0 to 1000000.
  */
 function priceField(obj: JSON.Obj, key: string, where: string, errors: string[]): i64 {
   const v = obj.get(key);
   if (v === null) return NO_PRICE;
   let parsed: i64 = -1;
-  // A JSON number comes as a double; its shortest decimal text is what the configuration said.
-  if (v.isInteger) parsed = parsePrice((v as JSON.Integer).valueOf().toString());
-  else if (v.isFloat) parsed = parsePrice((v as JSON.Float).valueOf().toString());
-  else if (v.isString) parsed = parsePrice((v as JSON.Str).valueOf());
+  if (v.isInteger) parsed = priceOfNumber(<f64>(v as JSON.Integer).valueOf());
+  else if (v.isFloat) parsed = priceOfNumber((v as JSON.Float).valueOf());
   if (parsed < 0) {
-    errors.push(
-      "'" +
-        where +
-        "." +
-        key +
-        "' must be a price per million tokens: a number or decimal string from 0 to 1000000 with at most 6 decimal places" +
-        SKIPPED,
-    );
+    problem(errors, where, key, "must be a number from 0 to 1000000 with at most 6 decimal places" + SKIPPED);
     return -2;
   }
   return parsed;
@@ -42,7 +38,7 @@ export function readPrices(value: JSON.Value, table: PriceTable, errors: string[
     const where = "prices[" + i.toString() + "]";
     const item = items[i];
     if (!item.isObj) {
-      errors.push("'" + where + "' must be an object" + SKIPPED);
+      problem(errors, where, "", "must be an object" + SKIPPED);
       continue;
     }
     const p = readPrice(item as JSON.Obj, where, errors);
@@ -53,12 +49,11 @@ export function readPrices(value: JSON.Value, table: PriceTable, errors: string[
 function readPrice(obj: JSON.Obj, where: string, errors: string[]): Price | null {
   const names = obj.keys;
   for (let i = 0; i < names.length; i++) {
-    if (!PRICE_KEYS.includes(names[i]))
-      errors.push("'" + where + "." + names[i] + "' is not a known field; ignored");
+    if (!PRICE_KEYS.includes(names[i])) problem(errors, where, names[i], "is not a known field; ignored");
   }
   const model = obj.get("model");
   if (model === null || !model.isString || (model as JSON.Str).valueOf().length == 0) {
-    errors.push("'" + where + ".model' is required: a model name or glob such as qwen-turbo*" + SKIPPED);
+    problem(errors, where, "model", "is required: a model name or glob such as qwen-turbo*" + SKIPPED);
     return null;
   }
   const p = new Price();
@@ -72,7 +67,7 @@ function readPrice(obj: JSON.Obj, where: string, errors: string[]): Price | null
       continue;
     }
     if (v == NO_PRICE && k <= 2) {
-      errors.push("'" + where + "." + key + "' is required: the price per million tokens" + SKIPPED);
+      problem(errors, where, key, "is required: the price per million tokens" + SKIPPED);
       ok = false;
       continue;
     }

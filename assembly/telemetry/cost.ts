@@ -21,66 +21,15 @@ const PICO_PER_MICRO: u64 = 1_000_000;
 const PICO_PER_UNIT: u64 = 1_000_000_000_000;
 
 /**
- * A decimal price (digits, an optional fraction, an optional exponent: `0.05`, `5e-2`, `12`) as
- * millionths of the currency; -1 when it is not a non-negative decimal of at most PRICE_DECIMALS
- * places within MAX_PRICE. JSON numbers reach here as the shortest text that reads back as the
- * same double, so `0.05` in the configuration is exactly 50000.
+ * A price (a JSON number) as millionths of the currency, -1 when it is not a non-negative price of at most
+ * PRICE_DECIMALS places within MAX_PRICE. The candidate m = round(x * 10^6) is the price exactly
+ * when m / 10^6, a division of two integers below 2^53 and so correctly rounded, gives back the
+ * very double the configuration's text was read as: `0.05` is 50000, `0.0000015` is refused.
  */
-export function parsePrice(text: string): i64 {
-  const n = text.length;
-  let i = 0;
-  let digits: u64 = 0;
-  let scale: i32 = 0; // digits after the point
-  let seen = false;
-  let point = false;
-  for (; i < n; i++) {
-    const c = text.charCodeAt(i);
-    if (c >= 0x30 && c <= 0x39) {
-      seen = true;
-      // Leading digits beyond 19 would overflow; no valid price has them.
-      if (digits > 100_000_000_000_000_000) return -1;
-      digits = digits * 10 + <u64>(c - 0x30);
-      if (point) scale++;
-    } else if (c == 0x2e /* . */ && !point) {
-      point = true;
-    } else {
-      break;
-    }
-  }
-  if (!seen) return -1;
-  let exponent: i32 = 0;
-  if (i < n) {
-    const e = text.charCodeAt(i);
-    if (e != 0x65 && e != 0x45) return -1;
-    i++;
-    let negative = false;
-    if (i < n && (text.charCodeAt(i) == 0x2d || text.charCodeAt(i) == 0x2b)) {
-      negative = text.charCodeAt(i) == 0x2d;
-      i++;
-    }
-    if (i == n) return -1;
-    for (; i < n; i++) {
-      const c = text.charCodeAt(i);
-      if (c < 0x30 || c > 0x39 || exponent > 100) return -1;
-      exponent = exponent * 10 + (c - 0x30);
-    }
-    if (negative) exponent = -exponent;
-  }
-  // value = digits * 10^(exponent - scale); in millionths: digits * 10^(exponent - scale + 6).
-  let shift = exponent - scale + PRICE_DECIMALS;
-  // Trailing zeros of the digits do not count as places (`1.500000000` is 1.5).
-  while (shift < 0 && digits % 10 == 0 && digits > 0) {
-    digits /= 10;
-    shift++;
-  }
-  if (digits == 0) return 0;
-  if (shift < 0) return -1;
-  const limit = <u64>MAX_PRICE * 1_000_000;
-  for (let s = 0; s < shift; s++) {
-    digits *= 10;
-    if (digits > limit) return -1;
-  }
-  return digits > limit ? -1 : <i64>digits;
+export function priceOfNumber(x: f64): i64 {
+  if (!(x >= 0) || x > <f64>MAX_PRICE) return -1;
+  const m = Math.round(x * 1e6);
+  return m / 1e6 == x ? <i64>m : -1;
 }
 
 /**
