@@ -8,6 +8,7 @@ import { tagValue, genAiTokenUsageName, OTHER } from "../telemetry/names";
 import {
   operationName,
   providerName,
+  apiProvider,
   tokenAccounting,
   inputTokens,
   outputTokens,
@@ -25,8 +26,10 @@ export class GenAiHistograms {
   /** Metric definitions since the owner last asked (their stat names are garbage). */
   defined: i32 = 0;
   /** The labels of the call being recorded, cleaned once. */
+  private path: string = "";
   private operation: string = "";
-  private provider: string = "";
+  /** The API's family (apiProvider): with the server, it decides the provider's name. */
+  private family: string = "";
   private requestModel: string = "";
   private responseModel: string = "";
   private server: string = "";
@@ -55,8 +58,9 @@ export class GenAiHistograms {
     const input = inputTokens(usage.prompt, usage.cached, usage.cacheWrite, accounting);
     const output = outputTokens(usage.completion, usage.reasoning, accounting);
     if (input < 0 && output < 0) return false;
+    this.path = path;
     this.operation = operationName(path);
-    this.provider = providerName(server, path);
+    this.family = apiProvider(path);
     this.requestModel = tagValue(model);
     this.responseModel = tagValue(responseModel);
     this.server = tagValue(server);
@@ -66,7 +70,8 @@ export class GenAiHistograms {
       if (t.size < maxSeries) {
         series = t.add();
       } else {
-        // Operation and provider are few; the models and the server are what clients choose.
+        // Operations and API families are few; the models and the server are what clients
+        // choose. A folded series is named by its family (its server is `other`).
         folded = true;
         this.requestModel = OTHER;
         this.responseModel = OTHER;
@@ -83,7 +88,7 @@ export class GenAiHistograms {
   private find(t: SeriesTable): i32 {
     t.begin();
     t.part(this.operation);
-    t.part(this.provider);
+    t.part(this.family);
     t.part(this.requestModel);
     t.part(this.responseModel);
     t.part(this.server);
@@ -96,7 +101,8 @@ export class GenAiHistograms {
       const name = genAiTokenUsageName(
         slot == SLOT_INPUT ? TOKEN_INPUT : TOKEN_OUTPUT,
         this.operation,
-        this.provider,
+        // Found once per series: a host table lookup.
+        providerName(this.server, this.path),
         this.requestModel,
         this.responseModel,
         this.server,

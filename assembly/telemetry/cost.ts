@@ -180,10 +180,11 @@ export function toMicros(pico: i64): i64 {
  * exponent, no trailing zeros, at most 12 decimal places).
  */
 export function costDecimal(pico: i64): string {
+  // i64 arithmetic and printing throughout (the module already carries i64's toString).
   if (pico <= 0) return "0";
-  const p = <u64>pico;
-  const whole = (p / PICO_PER_UNIT).toString();
-  let frac = p % PICO_PER_UNIT;
+  const unit = <i64>PICO_PER_UNIT;
+  const whole = (pico / unit).toString();
+  let frac = pico % unit;
   if (frac == 0) return whole;
   let places = 12;
   while (frac % 10 == 0) {
