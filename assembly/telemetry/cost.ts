@@ -175,22 +175,48 @@ export function toMicros(pico: i64): i64 {
   return <i64>q;
 }
 
+/** Where costBytes writes: 19 digits, a point and 12 decimals fit. */
+export const COST_BYTES: usize = memory.data(32);
+
 /**
- * A cost in 10^-12 units as an exact decimal in the currency: `0.00006`, `1.25`, `0` (no
- * exponent, no trailing zeros, at most 12 decimal places).
+ * A cost in 10^-12 units as an exact decimal in the currency, in ASCII at COST_BYTES: `0.00006`,
+ * `1.25`, `0` (no exponent, no trailing zeros, at most 12 decimal places). Returns its length.
+ * Written in place, so publishing it allocates nothing.
  */
-export function costDecimal(pico: i64): string {
-  // i64 arithmetic and printing throughout (the module already carries i64's toString).
-  if (pico <= 0) return "0";
+export function costBytes(pico: i64): i32 {
+  const out = COST_BYTES;
+  if (pico <= 0) {
+    store<u8>(out, 0x30);
+    return 1;
+  }
   const unit = <i64>PICO_PER_UNIT;
-  const whole = (pico / unit).toString();
+  let whole = pico / unit;
   let frac = pico % unit;
-  if (frac == 0) return whole;
+  let n = 0;
+  let v = whole;
+  do {
+    n++;
+    v /= 10;
+  } while (v != 0);
+  for (let i = n; i > 0; i--) {
+    store<u8>(out + <usize>(i - 1), <u8>(0x30 + (whole % 10)));
+    whole /= 10;
+  }
+  if (frac == 0) return n;
   let places = 12;
   while (frac % 10 == 0) {
     frac /= 10;
     places--;
   }
-  const digits = frac.toString();
-  return whole + "." + "0".repeat(places - digits.length) + digits;
+  store<u8>(out + <usize>n, 0x2e);
+  for (let i = places; i > 0; i--) {
+    store<u8>(out + <usize>(n + i), <u8>(0x30 + (frac % 10)));
+    frac /= 10;
+  }
+  return n + 1 + places;
+}
+
+/** The same decimal as a string. */
+export function costDecimal(pico: i64): string {
+  return String.UTF8.decodeUnsafe(COST_BYTES, <usize>costBytes(pico));
 }
