@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // The structure rules CI enforces (run by tests/structure.test.ts, or directly):
 // - layers only point one way: index -> plugin -> host, and plugin -> pure modules
-//   (llm, telemetry, config); pure modules import only pure modules; only host/abi.ts imports
-//   the proxy-wasm SDK, and only host/ declares host functions (@external);
+//   (llm, telemetry, config); pure modules import only pure modules, and only downwards:
+//   config -> telemetry -> llm; only host/abi.ts imports the proxy-wasm SDK, and only host/
+//   declares host functions (@external);
 // - every source file starts with the SPDX licence line.
 
 import { readdirSync, readFileSync, statSync } from "node:fs";
@@ -33,6 +34,19 @@ const ALLOWED: Record<Layer, Layer[]> = {
   other: [],
 };
 
+/**
+ * The order of the pure layers, lowest first: a pure module imports its own folder or one below.
+ * llm (wire formats, paths, routing) stands alone; telemetry names what llm reads; config builds
+ * both from the plugin configuration.
+ */
+const PURE_ORDER = ["llm", "telemetry", "config"];
+
+/** The rank of a pure module's folder in PURE_ORDER, -1 for any other path. */
+export function pureRank(path: string): number {
+  const m = /^assembly\/([a-z]+)\//.exec(path);
+  return m ? PURE_ORDER.indexOf(m[1]) : -1;
+}
+
 const SDK = "@solo-io/proxy-runtime";
 
 /** Violations in a set of AssemblyScript sources (path relative to the root -> text). */
@@ -51,6 +65,10 @@ export function checkLayers(files: Map<string, string>): string[] {
         const targetLayer = layerOf(target);
         if (!ALLOWED[layer].includes(targetLayer))
           problems.push(`${path}: a ${layer} module imports ${target} (${targetLayer})`);
+        else if (layer === "pure" && pureRank(target) > pureRank(path))
+          problems.push(
+            `${path}: imports ${target}, a layer above it (pure layers, lowest first: ${PURE_ORDER.join(", ")})`,
+          );
       } else if (spec.startsWith(SDK)) {
         if (path !== "assembly/host/abi.ts")
           problems.push(`${path}: only assembly/host/abi.ts may import ${SDK}`);

@@ -7,6 +7,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { ProxyWasmHost, type HttpStream } from "./host/host.ts";
+import { drive, type Response } from "./host/driver.ts";
 import {
   API_CASES,
   CONVERSE_STREAM_BODY,
@@ -26,22 +27,21 @@ function bytesOf(body: string | Uint8Array): Uint8Array {
 }
 
 function run(host: ProxyWasmHost, c: ApiCase, cuts: number[] = []): HttpStream {
-  const s = host.stream({ cluster: `outbound|443||${c.authority.split(":")[0]}` });
   const get = c.method === "GET";
-  s.sendRequestHeaders(
-    {
-      ":method": c.method ?? "POST",
-      ":path": c.path,
-      ":authority": c.authority,
-      ...(get ? {} : { "content-type": "application/json" }),
+  return drive(host, {
+    cluster: `outbound|443||${c.authority.split(":")[0]}`,
+    request: {
+      headers: {
+        ":method": c.method ?? "POST",
+        ":path": c.path,
+        ":authority": c.authority,
+        ...(get ? {} : { "content-type": "application/json" }),
+      },
+      body: get ? undefined : c.request,
+      cuts: [3],
     },
-    get,
-  );
-  if (!get) s.sendRequestChunks(c.request, [3]);
-  s.sendResponseHeaders({ ":status": "200", "content-type": c.contentType, ...c.responseHeaders });
-  s.sendResponseChunks(bytesOf(c.body), cuts);
-  s.end();
-  return s;
+    response: { headers: { "content-type": c.contentType, ...c.responseHeaders }, body: c.body, cuts },
+  });
 }
 
 function check(s: HttpStream, c: ApiCase, what: string): void {
@@ -351,36 +351,20 @@ describe("OpenAI Responses by id", () => {
 describe("empty 2xx JSON bodies", () => {
   test("give parse_error however they are framed", async () => {
     const host = await load();
-    const frames: Array<[string, (s: HttpStream) => void]> = [
-      [
-        "end on the headers",
-        (s) => s.sendResponseHeaders({ ":status": "200", "content-type": "application/json" }, true),
-      ],
-      [
-        "an empty last data chunk",
-        (s) => {
-          s.sendResponseHeaders({ ":status": "200", "content-type": "application/json" });
-          s.sendResponseBody("", true);
-        },
-      ],
-      [
-        "trailers",
-        (s) => {
-          s.sendResponseHeaders({ ":status": "200", "content-type": "application/json" });
-          s.sendResponseTrailers();
-        },
-      ],
+    const json = { "content-type": "application/json" };
+    const frames: Array<[string, Response]> = [
+      ["end on the headers", { headers: json, end: "headers" }],
+      ["an empty last data chunk", { headers: json, body: "" }],
+      ["trailers", { headers: json, end: "trailers" }],
     ];
-    for (const [name, respond] of frames) {
-      const s = host.stream();
-      s.sendRequestHeaders({
-        ":method": "POST",
-        ":path": "/v1/chat/completions",
-        ":authority": "api.openai.com",
+    for (const [name, response] of frames) {
+      const s = drive(host, {
+        request: {
+          headers: { ":method": "POST", ":path": "/v1/chat/completions", ":authority": "api.openai.com" },
+          body: '{"model":"gpt-4o"}',
+        },
+        response,
       });
-      s.sendRequestBody('{"model":"gpt-4o"}', true);
-      respond(s);
-      s.end();
       assert.equal(s.state("wasm.asm.llmproxy.usage"), "parse_error", name);
     }
     assert.equal(host.counter(PARSE_ERRORS), 3);

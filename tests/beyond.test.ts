@@ -5,6 +5,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { ProxyWasmHost, type HttpStream } from "./host/host.ts";
+import { drive } from "./host/driver.ts";
 import { loadStatsTags, renderPrometheus, renderJsonAccessLog } from "./host/telemetry.ts";
 import { sse } from "./fixtures/providers.ts";
 import { completionBody } from "./mock-upstream.ts";
@@ -43,26 +44,28 @@ interface Call {
 }
 
 function call(host: ProxyWasmHost, c: Call): HttpStream {
-  const s = host.stream({ cluster: CLUSTER });
-  s.sendRequestHeaders({
-    ":method": "POST",
-    ":path": "/compatible-mode/v1/chat/completions",
-    ":authority": "dashscope.aliyuncs.com",
-    ...c.headers,
+  const s = drive(host, {
+    cluster: CLUSTER,
+    request: {
+      headers: {
+        ":method": "POST",
+        ":path": "/compatible-mode/v1/chat/completions",
+        ":authority": "dashscope.aliyuncs.com",
+        ...c.headers,
+      },
+      body: c.request ?? '{"model":"qwen-turbo"}',
+    },
+    wait: c.wait ?? 100,
+    response: {
+      status: c.status ?? "200",
+      headers: {
+        "content-type": c.contentType ?? "application/json",
+        ...(c.encoding ? { "content-encoding": c.encoding } : {}),
+      },
+      timed: c.chunks ?? [[0, completionBody("qwen-turbo")]],
+      end: c.cut ? "reset" : "body",
+    },
   });
-  s.sendRequestBody(c.request ?? '{"model":"qwen-turbo"}', true);
-  host.advanceMs(c.wait ?? 100);
-  const chunks = c.chunks ?? [[0, completionBody("qwen-turbo")]];
-  s.sendResponseHeaders({
-    ":status": c.status ?? "200",
-    "content-type": c.contentType ?? "application/json",
-    ...(c.encoding ? { "content-encoding": c.encoding } : {}),
-  });
-  chunks.forEach(([delay, text], i) => {
-    host.advanceMs(delay);
-    s.sendResponseBody(text, !c.cut && i === chunks.length - 1);
-  });
-  s.end();
   assert.equal(s.held, 0);
   assert.deepEqual(host.traps, []);
   return s;

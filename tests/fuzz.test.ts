@@ -7,6 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ProxyWasmHost } from "./host/host.ts";
+import { drive } from "./host/driver.ts";
 import { expectedFromBody, expectedFromStream, type Recorded } from "./fuzz/reference.ts";
 import { CASES } from "./fixtures/providers.ts";
 import { completionBody } from "./mock-upstream.ts";
@@ -218,19 +219,18 @@ test(`fuzz: ${CASES_PER_RUN} random and mutated bodies and streams (seed ${SEED}
     if (r.chance(0.3)) body = mutate(r, body);
     const expected = sse ? expectedFromStream(body) : expectedFromBody(body);
 
-    const s = host.stream({ cluster: "outbound|443||api.example.com" });
-    s.sendRequestHeaders({
-      ":method": "POST",
-      ":path": "/v1/chat/completions",
-      ":authority": "api.example.com",
+    const s = drive(host, {
+      cluster: "outbound|443||api.example.com",
+      request: {
+        headers: { ":method": "POST", ":path": "/v1/chat/completions", ":authority": "api.example.com" },
+        body: "{}",
+      },
+      response: {
+        headers: { "content-type": sse ? "text/event-stream" : "application/json" },
+        body,
+        cuts: cuts(r, body.length),
+      },
     });
-    s.sendRequestBody("{}", true);
-    s.sendResponseHeaders({
-      ":status": "200",
-      "content-type": sse ? "text/event-stream" : "application/json",
-    });
-    s.sendResponseChunks(body, cuts(r, body.length));
-    s.end();
 
     const what = `case ${i} (${sse ? "stream" : "body"}): ${JSON.stringify(new TextDecoder().decode(body)).slice(0, 400)}`;
     assert.deepEqual(host.traps, [], what);

@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { image, writeImageLayout, MEDIA_TYPES, WASM_FILE } from "../scripts/image.ts";
-import { ROOT, WASM } from "./seed.ts";
+import { ROOT, RELEASE_WASM } from "./seed.ts";
 
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const has = (cmd: string) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
@@ -51,12 +51,12 @@ function moduleOf(manifest: any, blob: (digest: string) => Uint8Array): Uint8Arr
 }
 
 test("the image is reproducible, in Istio's compat layout, and holds the release module", () => {
-  const wasm = readFileSync(WASM);
+  const wasm = readFileSync(RELEASE_WASM);
   const a = mkdtempSync(join(tmpdir(), "asm-llm-proxy-img-"));
   const b = mkdtempSync(join(tmpdir(), "asm-llm-proxy-img-"));
   try {
-    const one = writeImageLayout(WASM, a, "0.1.0");
-    const two = writeImageLayout(WASM, b, "0.1.0");
+    const one = writeImageLayout(RELEASE_WASM, a, "0.1.0");
+    const two = writeImageLayout(RELEASE_WASM, b, "0.1.0");
     assert.equal(one.digest, two.digest, "same module, same digest");
     const files = (d: string) => readdirSync(d + "/blobs/sha256").sort();
     assert.deepEqual(files(a), files(b));
@@ -114,7 +114,7 @@ test(
     const dir = mkdtempSync(join(tmpdir(), "asm-llm-proxy-reg-"));
     let registry: ChildProcess | undefined;
     try {
-      const built = writeImageLayout(WASM, join(dir, "layout"), "0.1.0");
+      const built = writeImageLayout(RELEASE_WASM, join(dir, "layout"), "0.1.0");
       const port = await freePort();
       writeFileSync(
         join(dir, "registry.yml"),
@@ -173,7 +173,7 @@ test(
       skopeo("copy", "--quiet", "--src-tls-verify=false", ref, `oci:${join(dir, "pulled")}:0.1.0`);
       const blob = (d: string) => readFileSync(join(dir, "pulled/blobs/sha256", d.replace(/^sha256:/, "")));
       const pulled = moduleOf(JSON.parse(blob(built.digest).toString()), blob);
-      assert.equal(sha256(pulled), sha256(readFileSync(WASM)));
+      assert.equal(sha256(pulled), sha256(readFileSync(RELEASE_WASM)));
       // The registry refuses what it does not hold: the check can fail.
       const missing = spawnSync(
         "skopeo",

@@ -5,6 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ProxyWasmHost } from "./host/host.ts";
+import { drive } from "./host/driver.ts";
 import { WASM, NODE_METADATA, CALLS, CLUSTER, SEED_HOST, seedCall, PATH } from "./seed.ts";
 import { completionBody } from "./mock-upstream.ts";
 
@@ -12,12 +13,14 @@ const DIMS_OF = (model: string) =>
   `|llmproxy_source_workload=sleep|llmproxy_source_workload_namespace=default|llmproxy_destination_service=dashscope.aliyuncs.com|llmproxy_model=${model}`;
 
 function call(host: ProxyWasmHost, model: string): void {
-  const s = host.stream({ cluster: CLUSTER });
-  s.sendRequestHeaders({ ":method": "POST", ":path": PATH, ":authority": "dashscope.aliyuncs.com" });
-  s.sendRequestBody(JSON.stringify({ model, messages: [] }), true);
-  s.sendResponseHeaders({ ":status": "200", "content-type": "application/json" });
-  s.sendResponseBody(completionBody(model), true);
-  s.end();
+  drive(host, {
+    cluster: CLUSTER,
+    request: {
+      headers: { ":method": "POST", ":path": PATH, ":authority": "dashscope.aliyuncs.com" },
+      body: JSON.stringify({ model, messages: [] }),
+    },
+    response: { headers: { "content-type": "application/json" }, body: completionBody(model) },
+  });
 }
 
 test("memory: flat after warm-up, over repeated calls", async () => {

@@ -5,6 +5,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { ProxyWasmHost, type HttpStream } from "./host/host.ts";
+import { drive } from "./host/driver.ts";
 import { loadStatsTags, renderPrometheus } from "./host/telemetry.ts";
 import { completionBody } from "./mock-upstream.ts";
 import { WASM, BOOTSTRAP_CONFIGMAP, NODE_METADATA, CLUSTER } from "./seed.ts";
@@ -39,41 +40,39 @@ interface Call {
 }
 
 function call(host: ProxyWasmHost, c: Call): HttpStream {
-  const s = host.stream({ cluster: c.cluster });
   const reqBody = c.requestBody ?? '{"model":"gpt-4o","messages":[]}';
-  s.sendRequestHeaders({
-    ":method": c.method ?? "POST",
-    ":path": c.path ?? "/v1/chat/completions",
-    ":authority": c.authority ?? "api.openai.com",
-    "content-type": "application/json",
-  });
-  s.sendRequestChunks(reqBody, c.requestCuts ?? []);
-  s.sendResponseHeaders({
-    ":status": c.status ?? "200",
-    "content-type": "application/json",
-    ...c.responseHeaders,
-  });
   const body =
     typeof c.responseBody === "string" || c.responseBody === undefined
       ? enc.encode(c.responseBody ?? completionBody("gpt-4o-2024-08-06"))
       : c.responseBody;
-  if (c.cutShort) {
-    s.sendResponseBody(body.subarray(0, Math.floor(body.length / 2)), false);
-  } else if (c.trailers) {
-    s.sendResponseBody(body, false);
-    s.sendResponseTrailers();
-  } else {
-    s.sendResponseChunks(body, c.responseCuts ?? []);
-  }
-  s.end();
+  const half = body.subarray(0, Math.floor(body.length / 2));
+  const s = drive(host, {
+    cluster: c.cluster,
+    request: {
+      headers: {
+        ":method": c.method ?? "POST",
+        ":path": c.path ?? "/v1/chat/completions",
+        ":authority": c.authority ?? "api.openai.com",
+        "content-type": "application/json",
+      },
+      body: reqBody,
+      cuts: c.requestCuts,
+    },
+    response: {
+      status: c.status ?? "200",
+      headers: { "content-type": "application/json", ...c.responseHeaders },
+      ...(c.cutShort
+        ? { body: half, end: "reset" }
+        : c.trailers
+          ? { body, end: "trailers" }
+          : { body, cuts: c.responseCuts }),
+    },
+  });
   assert.equal(s.held, 0, "no chunk held");
   assert.equal(s.headerStops, 0, "headers continue");
   assert.equal(s.bufferChanges + s.headerChanges + s.localReplies, 0, "nothing changed");
   assert.deepEqual(s.forwarded("request"), typeof reqBody === "string" ? enc.encode(reqBody) : reqBody);
-  assert.deepEqual(
-    s.forwarded("response"),
-    c.cutShort ? body.subarray(0, Math.floor(body.length / 2)) : body,
-  );
+  assert.deepEqual(s.forwarded("response"), c.cutShort ? half : body);
   assert.deepEqual(host.traps, []);
   return s;
 }

@@ -18,10 +18,11 @@ import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { ProxyWasmHost, type HttpStream } from "./host/host.ts";
+import { drive } from "./host/driver.ts";
 import { loadStatsTags, renderPrometheus, HISTOGRAM_BUCKETS } from "./host/telemetry.ts";
 import { CASES, API_CASES } from "./fixtures/providers.ts";
 import {
-  WASM,
+  RELEASE_WASM,
   ROOT,
   BOOTSTRAP_CONFIGMAP,
   NODE_METADATA,
@@ -230,31 +231,33 @@ class Scenario {
   constructor(readonly host: ProxyWasmHost) {}
 
   call(c: Call): HttpStream {
-    const h = this.host;
-    const s = h.stream({ cluster: `outbound|443||${c.authority}` });
-    s.sendRequestHeaders({
-      ":method": c.method ?? "POST",
-      ":path": c.path,
-      ":authority": c.authority,
-      "content-type": "application/json",
-    });
-    s.sendRequestBody(c.request, true);
-    h.advanceMs(180);
     const status = c.status ?? 200;
-    const headers: Record<string, string> = {
-      ":status": String(status),
-      "content-type": c.contentType ?? "application/json",
-    };
-    if (c.encoding) headers["content-encoding"] = c.encoding;
-    s.sendResponseHeaders({ ...headers, ...c.responseHeaders });
     const body = typeof c.body === "string" ? new TextEncoder().encode(c.body) : c.body;
-    if (c.abort) {
-      s.sendResponseBody(body.subarray(0, body.length >> 1), false);
-    } else {
-      s.sendResponseChunks(body, [body.length >> 2, body.length >> 1]);
-    }
-    h.advanceMs(420);
-    s.end();
+    const s = drive(this.host, {
+      cluster: `outbound|443||${c.authority}`,
+      request: {
+        headers: {
+          ":method": c.method ?? "POST",
+          ":path": c.path,
+          ":authority": c.authority,
+          "content-type": "application/json",
+        },
+        body: c.request,
+      },
+      wait: 180,
+      response: {
+        status,
+        headers: {
+          "content-type": c.contentType ?? "application/json",
+          ...(c.encoding ? { "content-encoding": c.encoding } : {}),
+          ...c.responseHeaders,
+        },
+        ...(c.abort
+          ? { body: body.subarray(0, body.length >> 1), end: "reset" as const }
+          : { body, cuts: [body.length >> 2, body.length >> 1] }),
+      },
+      linger: 420,
+    });
     this.istio.record(s, c.authority, c.abort ? 0 : status, 600);
     return s;
   }
@@ -371,7 +374,7 @@ test(
     try {
       // One sidecar: the seed's workload, a small series cap, and one misspelt key (a problem the
       // plugin logs and counts, and runs through with the defaults).
-      const host = await ProxyWasmHost.load(WASM, {
+      const host = await ProxyWasmHost.load(RELEASE_WASM, {
         ...SEED_HOST,
         pluginConfig: { ...PLUGIN_CONFIG, max_series: 30, strip_accept_encodng: true },
       });
@@ -566,7 +569,7 @@ test(
   "promtool check metrics: the rendered text has the findings the README explains, no others",
   { skip: missing(["promtool"]) },
   async () => {
-    const host = await ProxyWasmHost.load(WASM, {
+    const host = await ProxyWasmHost.load(RELEASE_WASM, {
       ...SEED_HOST,
       pluginConfig: { ...PLUGIN_CONFIG, max_series: 30 },
     });

@@ -5,6 +5,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { ProxyWasmHost, type HttpStream } from "./host/host.ts";
+import { drive } from "./host/driver.ts";
 import { loadStatsTags, renderPrometheus } from "./host/telemetry.ts";
 import { CASES } from "./fixtures/providers.ts";
 import { completionBody } from "./mock-upstream.ts";
@@ -25,21 +26,27 @@ function llmCall(
     cuts?: number[];
   },
 ): HttpStream {
-  const s = host.stream({ cluster: "outbound|443||api.openai.com" });
-  s.sendRequestHeaders({
-    ":method": "POST",
-    ":path": "/v1/chat/completions",
-    ":authority": "api.openai.com",
-    ...opts.requestHeaders,
+  const s = drive(host, {
+    cluster: "outbound|443||api.openai.com",
+    request: {
+      headers: {
+        ":method": "POST",
+        ":path": "/v1/chat/completions",
+        ":authority": "api.openai.com",
+        ...opts.requestHeaders,
+      },
+      body: opts.request ?? "{}",
+    },
+    response: {
+      status: opts.status ?? "200",
+      headers: {
+        "content-type": opts.contentType ?? "application/json",
+        ...(opts.encoding ? { "content-encoding": opts.encoding } : {}),
+      },
+      body: opts.body,
+      cuts: opts.cuts,
+    },
   });
-  s.sendRequestBody(opts.request ?? "{}", true);
-  s.sendResponseHeaders({
-    ":status": opts.status ?? "200",
-    "content-type": opts.contentType ?? "application/json",
-    ...(opts.encoding ? { "content-encoding": opts.encoding } : {}),
-  });
-  s.sendResponseChunks(opts.body, opts.cuts ?? []);
-  s.end();
   assert.equal(s.held, 0);
   assert.deepEqual(host.traps, []);
   return s;
@@ -130,21 +137,18 @@ describe("compressed responses", () => {
       nodeMetadata: NODE_METADATA,
       pluginConfig: { strip_accept_encoding: false },
     });
-    const s = host.stream();
-    s.sendRequestHeaders({ ":method": "POST", ":path": "/v1/chat/completions", "accept-encoding": "gzip" });
+    const gz = Uint8Array.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xab, 0x56, 0x2a, 0x2d]);
+    const s = drive(host, {
+      request: {
+        headers: { ":method": "POST", ":path": "/v1/chat/completions", "accept-encoding": "gzip" },
+        body: '{"model":"gpt-4o"}',
+      },
+      response: { headers: { "content-type": "application/json", "content-encoding": "gzip" }, body: gz },
+    });
     assert.deepEqual(
       s.requestHeaders.find(([k]) => k === "accept-encoding"),
       ["accept-encoding", "gzip"],
     );
-    s.sendRequestBody('{"model":"gpt-4o"}', true);
-    s.sendResponseHeaders({
-      ":status": "200",
-      "content-type": "application/json",
-      "content-encoding": "gzip",
-    });
-    const gz = Uint8Array.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xab, 0x56, 0x2a, 0x2d]);
-    s.sendResponseBody(gz, true);
-    s.end();
     assert.deepEqual(s.forwarded("response"), gz);
     assert.equal(s.state("wasm.asm.llmproxy.request_model"), "gpt-4o");
     assert.equal(s.state("wasm.asm.llmproxy.request_prompt_tokens"), undefined);
@@ -266,21 +270,22 @@ test("memory: 100,000 streams of mixed traffic leave linear memory where 1,000 l
   const run = (from: number, to: number) => {
     for (let i = from; i < to; i++) {
       const { c, bytes } = mixes[i % mixes.length];
-      const s = host.stream({ cluster: `outbound|443||${c.authority}` });
       const kind = i % 10;
-      s.sendRequestHeaders({
-        ":method": kind === 9 ? "GET" : "POST",
-        ":path": c.path,
-        ":authority": c.authority,
+      drive(host, {
+        cluster: `outbound|443||${c.authority}`,
+        request: {
+          headers: { ":method": kind === 9 ? "GET" : "POST", ":path": c.path, ":authority": c.authority },
+          body: c.request,
+        },
+        response: {
+          status: kind === 8 ? "500" : "200",
+          headers: { "content-type": c.contentType },
+          // kind 7: reset mid-body
+          ...(kind === 7
+            ? { body: bytes.subarray(0, bytes.length >> 1), end: "reset" as const }
+            : { body: bytes, cuts: [bytes.length >> 2, bytes.length >> 1] }),
+        },
       });
-      s.sendRequestBody(c.request, true);
-      s.sendResponseHeaders({ ":status": kind === 8 ? "500" : "200", "content-type": c.contentType });
-      if (kind === 7) {
-        s.sendResponseBody(bytes.subarray(0, bytes.length >> 1), false); // reset mid-body
-      } else {
-        s.sendResponseChunks(bytes, [bytes.length >> 2, bytes.length >> 1]);
-      }
-      s.end();
     }
   };
   run(0, 1000);

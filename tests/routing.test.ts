@@ -7,6 +7,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { ProxyWasmHost, LogLevel, type HttpStream, type HostOptions } from "./host/host.ts";
+import { drive } from "./host/driver.ts";
 import {
   WASM,
   NODE_METADATA,
@@ -59,21 +60,20 @@ function send(
   cuts: number[] = [],
   cluster: string | undefined = CLUSTER,
 ): Sent {
-  const s = host.stream({ cluster });
-  s.sendRequestHeaders(headers, body === null);
-  if (body !== null) s.sendRequestChunks(body, cuts);
-  const sent = {
+  const s = drive(host, {
+    cluster,
+    request: { headers, body: body ?? undefined, cuts },
+    response: { headers: { "content-type": "application/json" }, body: completionBody("qwen-turbo") },
+  });
+  assert.equal(s.held, 0);
+  assert.deepEqual(host.traps, []);
+  // Request headers and body are final once the request is through: what went upstream.
+  return {
     s,
     path: s.requestHeaders.find(([k]) => k === ":path")?.[1],
     headers: s.requestHeaders.map(([k, v]) => [k, v] as [string, string]),
     body: dec.decode(s.forwarded("request")),
   };
-  s.sendResponseHeaders({ ":status": "200", "content-type": "application/json" });
-  s.sendResponseBody(completionBody("qwen-turbo"), true);
-  s.end();
-  assert.equal(s.held, 0);
-  assert.deepEqual(host.traps, []);
-  return sent;
 }
 
 const post = (authority: string, path = "/", more: Record<string, string> = {}) => ({

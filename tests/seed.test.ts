@@ -6,6 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ProxyWasmHost } from "./host/host.ts";
+import { drive } from "./host/driver.ts";
 import { loadStatsTags, renderPrometheus, renderJsonAccessLog } from "./host/telemetry.ts";
 import { completionBody, MOCK_API_KEY } from "./mock-upstream.ts";
 import {
@@ -135,13 +136,12 @@ test("seed: what goes upstream under every split of the body, down to one byte p
 
 test("seed: the response every side sees is the response that was sent", async () => {
   const host = await ProxyWasmHost.load(WASM, SEED_HOST);
-  const s = host.stream({ cluster: CLUSTER });
   const response = completionBody("qwen-turbo");
-  s.sendRequestHeaders(CALLS[1].headers);
-  s.sendRequestChunks(REQUEST_BODY, [10, 20]);
-  s.sendResponseHeaders({ ":status": "200", "content-type": "application/json" });
-  s.sendResponseChunks(response, [1, 50, 51, 200]);
-  s.end();
+  const s = drive(host, {
+    cluster: CLUSTER,
+    request: { headers: CALLS[1].headers, body: REQUEST_BODY, cuts: [10, 20] },
+    response: { headers: { "content-type": "application/json" }, body: response, cuts: [1, 50, 51, 200] },
+  });
   assert.equal(new TextDecoder().decode(s.forwarded("response")), response);
   assert.equal(s.forwardedResponse.length, 5, "each chunk forwarded as its own chunk");
 });

@@ -9,15 +9,21 @@ import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
 import type { HttpStream, ProxyWasmHost, HostOptions, RouteRule } from "./host/host.ts";
 import { respond, MOCK_API_KEY } from "./mock-upstream.ts";
+import { drive } from "./host/driver.ts";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
+/** The release module (SIMD), the one `npm run image` ships. */
+export const RELEASE_WASM = ROOT + "build/asm-llm-proxy.wasm";
 /**
  * The module under test: ASM_LLM_PROXY_WASM (a path), else the release build. `npm test` runs
- * the host tests once with the SIMD build and once with the build without SIMD.
+ * every test file that names it twice, with the SIMD build and with the build without SIMD
+ * (package.json `test:nosimd` lists them; tests/modules.test.ts fails when one is missing). A
+ * test that needs a module only as an artefact or a source of metrics takes RELEASE_WASM and
+ * runs once.
  */
 export const WASM = process.env.ASM_LLM_PROXY_WASM
   ? resolve(ROOT, process.env.ASM_LLM_PROXY_WASM)
-  : ROOT + "build/asm-llm-proxy.wasm";
+  : RELEASE_WASM;
 export const BOOTSTRAP_CONFIGMAP = ROOT + "deploy/istio/asm-llm-proxy-bootstrap-config.yaml";
 
 /**
@@ -153,13 +159,15 @@ export function seedCall(
   call: SeedCall,
   cuts: number[] = [],
 ): HttpStream & { status: number } {
-  const s = host.stream({ cluster: CLUSTER });
-  s.sendRequestHeaders(call.headers);
-  s.sendRequestChunks(REQUEST_BODY, cuts);
-  const up = upstreamRequest(s);
-  const answer = respond("POST", up.path, up.authorization, up.body);
-  s.sendResponseHeaders({ ":status": String(answer.status), "content-type": "application/json" });
-  s.sendResponseBody(answer.body, true);
-  s.end();
+  let answer = { status: 0, body: "" };
+  const s = drive(host, {
+    cluster: CLUSTER,
+    request: { headers: call.headers, body: REQUEST_BODY, cuts },
+    response: (s) => {
+      const up = upstreamRequest(s);
+      answer = respond("POST", up.path, up.authorization, up.body);
+      return { status: answer.status, headers: { "content-type": "application/json" }, body: answer.body };
+    },
+  });
   return Object.assign(s, { status: answer.status });
 }

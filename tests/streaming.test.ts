@@ -5,6 +5,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { ProxyWasmHost, type HttpStream } from "./host/host.ts";
+import { drive } from "./host/driver.ts";
 import { CASES, sse, recorded, type ProviderCase } from "./fixtures/providers.ts";
 import { WASM, NODE_METADATA, ALL_FILTER_STATE } from "./seed.ts";
 
@@ -22,19 +23,21 @@ function run(
   cuts: number[] = [],
   requestCuts: number[] = [],
 ): HttpStream {
-  const s = host.stream({ cluster: `outbound|443||${c.authority.split(":")[0]}` });
-  s.sendRequestHeaders({
-    ":method": "POST",
-    ":path": c.path,
-    ":authority": c.authority,
-    "content-type": "application/json",
-    "content-length": String(enc.encode(c.request).length),
+  return drive(host, {
+    cluster: `outbound|443||${c.authority.split(":")[0]}`,
+    request: {
+      headers: {
+        ":method": "POST",
+        ":path": c.path,
+        ":authority": c.authority,
+        "content-type": "application/json",
+        "content-length": String(enc.encode(c.request).length),
+      },
+      body: c.request,
+      cuts: requestCuts,
+    },
+    response: { headers: { "content-type": c.contentType }, body: c.body, cuts },
   });
-  s.sendRequestChunks(c.request, requestCuts);
-  s.sendResponseHeaders({ ":status": "200", "content-type": c.contentType });
-  s.sendResponseChunks(c.body, cuts);
-  s.end();
-  return s;
 }
 
 function check(s: HttpStream, c: ProviderCase, what: string): void {
@@ -208,17 +211,19 @@ describe("inject_stream_usage", () => {
       nodeMetadata: NODE_METADATA,
       pluginConfig: { inject_stream_usage: options.inject ?? true, ...ALL_FILTER_STATE },
     });
-    const s = host.stream();
-    const headers = {
-      ":method": "POST",
-      ":path": options.path ?? "/v1/chat/completions",
-      ":authority": "api.openai.com",
-      "content-length": String(enc.encode(body).length),
-    };
-    s.sendRequestHeaders(headers);
+    const s = drive(host, {
+      request: {
+        headers: {
+          ":method": "POST",
+          ":path": options.path ?? "/v1/chat/completions",
+          ":authority": "api.openai.com",
+          "content-length": String(enc.encode(body).length),
+        },
+        body,
+        cuts: options.cuts,
+      },
+    });
     const contentLength = s.requestHeaders.find(([k]) => k === "content-length")?.[1];
-    s.sendRequestChunks(body, options.cuts ?? []);
-    s.end();
     assert.equal(s.held, 0);
     assert.deepEqual(host.traps, []);
     return { s, contentLength, forwarded: dec.decode(s.forwarded("request")) };
@@ -231,12 +236,28 @@ describe("inject_stream_usage", () => {
     assert.equal(contentLength, undefined);
   });
 
-  test("works whatever the chunking, as long as the closing brace is in the last chunk", async () => {
+  test("works whatever the chunking, in whichever chunk the closing brace arrives", async () => {
     const n = enc.encode(request).length;
     for (let i = 1; i < n; i++) {
+      // Split right after the brace, the last chunk holds only the newline.
       const { forwarded } = await send(request, { cuts: [i] });
-      // The last chunk holds only the newline when the split is right after the brace.
-      assert.equal(forwarded, i === n - 1 ? request : injected, `split at ${i}`);
+      assert.equal(forwarded, injected, `split at ${i}`);
+    }
+  });
+
+  test("a last chunk over 64 KiB gets the option too", async () => {
+    const long = "x".repeat(200_000);
+    const body = `{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"${long}"}]}`;
+    // One chunk of 200 KB (read in 32 KiB windows), and the same body with its last chunk 100 KB.
+    for (const cuts of [[], [enc.encode(body).length - 100_000]]) {
+      const { s, forwarded } = await send(body, { cuts });
+      assert.equal(
+        forwarded,
+        body.slice(0, -1) + ',"stream_options":{"include_usage":true}}',
+        `cuts ${cuts}`,
+      );
+      assert.equal(JSON.parse(forwarded).stream_options.include_usage, true);
+      assert.equal(s.bufferChanges, 1);
     }
   });
 

@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { Ajv } from "ajv";
-import { checkAll, checkLayers, checkHeaders } from "../scripts/check-structure.ts";
+import { checkAll, checkLayers, checkHeaders, sources } from "../scripts/check-structure.ts";
 import { outputs, loadOptions } from "../scripts/gen-config.ts";
 import { ProxyWasmHost } from "./host/host.ts";
 import { WASM, ROOT } from "./seed.ts";
@@ -62,4 +62,29 @@ test("the JSON Schema and the plugin agree on what a valid configuration is", as
       `plugin on ${JSON.stringify(config)}: ${JSON.stringify(warnings)}`,
     );
   }
+});
+
+test("the layer check keeps the pure layers in order: llm, then telemetry, then config", () => {
+  const files = new Map([
+    ["assembly/telemetry/planted.ts", 'import { Config } from "../config/config";\n'],
+    ["assembly/llm/planted.ts", 'import { UNKNOWN } from "../telemetry/names";\n'],
+    ["assembly/llm/ok.ts", 'import { JsonScanner } from "./json";\n'],
+    ["assembly/telemetry/ok.ts", 'import { asciiLower } from "../llm/hosts";\n'],
+    [
+      "assembly/config/ok.ts",
+      'import { UNKNOWN } from "../telemetry/names";\nimport { Routing } from "../llm/routing";\n',
+    ],
+  ]);
+  assert.deepEqual(checkLayers(files), [
+    "assembly/telemetry/planted.ts: imports assembly/config/config.ts, a layer above it (pure layers, lowest first: llm, telemetry, config)",
+    "assembly/llm/planted.ts: imports assembly/telemetry/names.ts, a layer above it (pure layers, lowest first: llm, telemetry, config)",
+  ]);
+  // Planted in the real tree, the same import fails the whole check (what `npm run lint` runs).
+  const real = sources(["assembly"], /\.ts$/);
+  assert.deepEqual(checkLayers(real), []);
+  real.set(
+    "assembly/telemetry/names.ts",
+    real.get("assembly/telemetry/names.ts") + '\nimport { Config } from "../config/config";\n',
+  );
+  assert.equal(checkLayers(real).length, 1);
 });

@@ -1,13 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Telemetry naming: tag values can never break a stat name, cluster and authority parsing.
+// Telemetry naming: tag values can never break a stat name.
 
-import {
-  tagValue,
-  tagSuffix,
-  serviceFromCluster,
-  hostFromAuthority,
-  MAX_TAG_LENGTH,
-} from "../telemetry/names";
+import { tagValue, tagSuffix, MAX_TAG_LENGTH } from "../telemetry/names";
 
 describe("tagValue", () => {
   it("keeps ordinary model names", () => {
@@ -34,16 +28,5 @@ describe("stat names", () => {
     expect(tagSuffix("sleep", "default", "dashscope.aliyuncs.com", "qwen-turbo")).toBe(
       "|llmproxy_source_workload=sleep|llmproxy_source_workload_namespace=default|llmproxy_destination_service=dashscope.aliyuncs.com|llmproxy_model=qwen-turbo",
     );
-  });
-  it("reads the service of an Istio cluster", () => {
-    expect(serviceFromCluster("outbound|80||dashscope.aliyuncs.com")).toBe("dashscope.aliyuncs.com");
-    expect(serviceFromCluster("outbound|443|v1|api.openai.com")).toBe("api.openai.com");
-    expect(serviceFromCluster("PassthroughCluster")).toBeNull();
-    expect(serviceFromCluster("outbound|80||")).toBeNull();
-  });
-  it("strips the port of an authority", () => {
-    expect(hostFromAuthority("api.openai.com:443")).toBe("api.openai.com");
-    expect(hostFromAuthority("api.openai.com")).toBe("api.openai.com");
-    expect(hostFromAuthority("[::1]:8080")).toBe("[::1]");
   });
 });

@@ -9,6 +9,8 @@ import {
   queryHas,
   modelStart,
   modelEnd,
+} from "../llm/paths";
+import {
   API_DEFAULT,
   API_GEMINI,
   API_GEMINI_STREAM,
@@ -20,7 +22,7 @@ import {
   API_RESPONSES,
   API_RESPONSES_GET,
   API_EMBEDDINGS,
-} from "../llm/paths";
+} from "../llm/apis";
 
 function model(shape: string, path: string): string {
   const s = compileShape(shape);

@@ -42,7 +42,8 @@ import {
   DEFAULT_CURRENCY,
   DEFAULT_GEN_AI_METRICS,
 } from "./options";
-import { headerDimension, asciiLower, stateBits, KEY_HEADER_PREFIX } from "../telemetry/names";
+import { headerDimension, stateBits, KEY_HEADER_PREFIX } from "../telemetry/names";
+import { asciiLower } from "../llm/hosts";
 import { Routing } from "../llm/routing";
 import { readProviders } from "./providers";
 import { readPrices, isCurrencyCode } from "./prices";

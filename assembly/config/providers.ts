@@ -6,7 +6,7 @@
 
 import { JSON } from "assemblyscript-json/assembly";
 import { Routing, Provider, Target, AUTH_NAMES } from "../llm/routing";
-import { asciiLower, hostFromAuthority } from "../telemetry/names";
+import { asciiLower, hostFromAuthority } from "../llm/hosts";
 
 const PROVIDER_KEYS: string[] = [
   "host",

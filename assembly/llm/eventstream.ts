@@ -65,11 +65,6 @@ export class EventStreamReader extends MessageReader {
   /** The current message's `:message-type` was seen and is not `event`. */
   private notEvent: bool = false;
   private emptyPayload: bool = false;
-  /**
-   * Payloads are `{"bytes":"<base64>"}` wrapping the JSON to read (InvokeModelWithResponseStream);
-   * set after reset, for the stream.
-   */
-  chunks: bool = false;
   private chunk: Base64Field = new Base64Field();
   /** Messages that are not events (exceptions, errors): skipped, not counted unreadable. */
   exceptions: i32 = 0;
@@ -78,7 +73,6 @@ export class EventStreamReader extends MessageReader {
 
   reset(): void {
     super.reset();
-    this.chunks = false;
     this.state = S_PRELUDE;
     this.have = 0;
     this.exceptions = 0;
@@ -95,7 +89,7 @@ export class EventStreamReader extends MessageReader {
         const run = avail < this.payloadLeft ? avail : this.payloadLeft;
         this.crc = crc32Update(this.crc, p, <usize>run);
         if (!this.notEvent) {
-          if (this.chunks) this.chunk.feed(p, <usize>run, this.scanner);
+          if (this.base64Payloads) this.chunk.feed(p, <usize>run, this.scanner);
           else this.scanner.feed(p, <usize>run);
         }
         p += <usize>run;
@@ -236,6 +230,6 @@ export class EventStreamReader extends MessageReader {
       this.scanner.reset();
       return;
     }
-    this.dispatch(ok && (!this.chunks || this.chunk.ok));
+    this.dispatch(ok && (!this.base64Payloads || this.chunk.ok));
   }
 }

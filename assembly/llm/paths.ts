@@ -7,45 +7,10 @@
 // `/`, and `{model}` does the same and captures the model (URL-decoded). A leading `GET ` makes
 // the shape match GET requests instead of POST. Examples: `/chat/completions`,
 // `/models/{model}:streamGenerateContent`, `/model/{model}/converse-stream`, `GET /responses/*`.
+// Which API a shape names, and that API's rules, come from the table in apis.ts.
 // Pure: no host imports.
 
-/** What a path says about the API, beyond the fields of its body. */
-export const API_DEFAULT: u8 = 0;
-/** Gemini / Vertex `:generateContent`: model in the path. */
-export const API_GEMINI: u8 = 1;
-/** Gemini / Vertex `:streamGenerateContent`: model in the path, always streamed. */
-export const API_GEMINI_STREAM: u8 = 2;
-/** Bedrock Converse or InvokeModel: model in the path, not streamed. */
-export const API_BEDROCK: u8 = 3;
-/** Bedrock ConverseStream or InvokeModelWithResponseStream: model in the path, streamed. */
-export const API_BEDROCK_STREAM: u8 = 4;
-/** Bedrock InvokeModel (either form): Bedrock's own token counts win over the model's. */
-export const API_BEDROCK_INVOKE: u8 = 5;
-export const API_BEDROCK_INVOKE_STREAM: u8 = 6;
-/** Ollama `/api/chat`, `/api/generate`: streamed unless the body says `"stream": false`. */
-export const API_OLLAMA: u8 = 7;
-/** OpenAI Responses, POST: a completed response is counted once by id. */
-export const API_RESPONSES: u8 = 8;
-/** OpenAI Responses by id (GET): streamed when the query has `stream=true`. */
-export const API_RESPONSES_GET: u8 = 9;
-/** An embeddings API: a response that reports only a total has that many prompt tokens. */
-export const API_EMBEDDINGS: u8 = 10;
-
-/** Whether the API's request stream flag comes from the path rather than the body. */
-export function streamFromPath(api: u8): bool {
-  return (
-    api == API_GEMINI ||
-    api == API_GEMINI_STREAM ||
-    api == API_BEDROCK ||
-    api == API_BEDROCK_STREAM ||
-    api == API_BEDROCK_INVOKE ||
-    api == API_BEDROCK_INVOKE_STREAM
-  );
-}
-
-export function pathStreams(api: u8): bool {
-  return api == API_GEMINI_STREAM || api == API_BEDROCK_STREAM || api == API_BEDROCK_INVOKE_STREAM;
-}
+import { ApiRules, DEFAULT_API, apiOf, STREAM_FROM_PATH, STREAM_FROM_QUERY, API_DEFAULT } from "./apis";
 
 const CAPTURE_NONE: i32 = -1;
 
@@ -56,6 +21,8 @@ export class PathShape {
   /** Index of the `{model}` piece, or -1. */
   modelPiece: i32 = CAPTURE_NONE;
   get: bool = false;
+  /** The API the shape names (apis.ts), and its id. */
+  rules: ApiRules = DEFAULT_API;
   api: u8 = API_DEFAULT;
   /** The API has its own response fields (formats.ts NATIVE_FORMAT). */
   native: bool = false;
@@ -93,30 +60,18 @@ export function compileShape(shape: string): PathShape {
     i++;
   }
   if (n > start) s.pieces.push(text.substring(start, n));
-  s.api = classify(s.get, text);
-  s.native = isNative(s.api, text);
+  const rules = apiOf(s.get, text);
+  s.rules = rules;
+  s.api = rules.id;
+  s.native = rules.nativeOn(text);
   return s;
 }
 
-/** The API a shape names, from its method and how it ends. */
-function classify(get: bool, text: string): u8 {
-  if (get) return text.indexOf("/responses/") >= 0 ? API_RESPONSES_GET : API_DEFAULT;
-  if (text.endsWith(":streamGenerateContent")) return API_GEMINI_STREAM;
-  if (text.endsWith(":generateContent")) return API_GEMINI;
-  if (text.endsWith("/converse-stream")) return API_BEDROCK_STREAM;
-  if (text.endsWith("/converse")) return API_BEDROCK;
-  if (text.endsWith("/invoke-with-response-stream")) return API_BEDROCK_INVOKE_STREAM;
-  if (text.endsWith("/invoke")) return API_BEDROCK_INVOKE;
-  if (text.endsWith("/api/chat") || text.endsWith("/api/generate")) return API_OLLAMA;
-  if (text.endsWith("/responses") || text.endsWith("/responses/compact")) return API_RESPONSES;
-  if (text.endsWith("/embeddings") || text.endsWith("/embed")) return API_EMBEDDINGS;
-  return API_DEFAULT;
-}
-
-/** Gemini, Vertex, Bedrock, Ollama native and Cohere v2 answer in their own formats. */
-function isNative(api: u8, text: string): bool {
-  if (api >= API_GEMINI && api <= API_OLLAMA) return true;
-  return text.endsWith("/api/embed") || text.endsWith("/v2/chat") || text.endsWith("/v2/embed");
+/** What the path says of the call's stream: 1 streamed, 0 not, -1 the path does not say. */
+export function streamOfPath(rules: ApiRules, path: string): i8 {
+  if (rules.stream == STREAM_FROM_PATH) return rules.pathStreams ? 1 : 0;
+  if (rules.stream == STREAM_FROM_QUERY) return queryHas(path, rules.streamQuery) ? 1 : 0;
+  return -1;
 }
 
 /** The path up to its query string. */

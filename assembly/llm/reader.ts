@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// What the per-message readers of streamed bodies share (newline-delimited JSON, a JSON array
-// read element by element, Amazon's binary event stream): each message's JSON is fed straight
-// into one JsonScanner as its bytes pass and merged into one Usage when the message is complete.
+// What the readers of streamed bodies share (server-sent events, newline-delimited JSON, a JSON
+// array read element by element, Amazon's binary event stream): each message's JSON is fed
+// straight into one JsonScanner as its bytes pass and merged into one Usage when the message is
+// complete. A stream holds one reader of this type, whatever the framing.
 // Pure: no host imports.
 
 import { JsonScanner } from "./json";
@@ -14,6 +15,13 @@ export class MessageReader {
   events: i32 = 0;
   /** Messages that could not be read (not JSON, a bad checksum, cut short), or a broken framing. */
   invalidEvents: i32 = 0;
+  /** The framing this reader reads (framing.ts FRAMING_*), set by newReader. */
+  framing: u8 = 0;
+  /**
+   * Payloads wrap the JSON to read in `{"bytes":"<base64>"}` (an API's rule, apis.ts); set after
+   * reset, for the stream. Read by the framing that carries such payloads (eventstream.ts).
+   */
+  base64Payloads: bool = false;
 
   constructor(scanner: JsonScanner, usage: Usage) {
     this.scanner = scanner;
@@ -25,6 +33,7 @@ export class MessageReader {
     this.usage.reset();
     this.events = 0;
     this.invalidEvents = 0;
+    this.base64Payloads = false;
   }
 
   feed(ptr: usize, len: usize): void {}

@@ -4,7 +4,7 @@
 // request's path is replaced. Everything per request here is a lookup in tables built once per VM
 // (config/providers.ts builds them). Pure: no host imports.
 
-import { hostFromAuthority } from "../telemetry/names";
+import { hostFromAuthority } from "./hosts";
 import { jsonString } from "./rewrite";
 
 /** How a provider takes its key. */

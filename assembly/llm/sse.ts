@@ -9,8 +9,7 @@
 // `id:`, `retry:`) and comment lines are skipped. At the end of the stream, an event that lacks
 // its blank line still counts when its data is a complete JSON document. Pure: no host imports.
 
-import { JsonScanner } from "./json";
-import { Usage } from "./usage";
+import { MessageReader } from "./reader";
 
 const NAME_DATA = memory.data<u8>([0x64, 0x61, 0x74, 0x61]); // "data"
 const DONE = memory.data<u8>([0x5b, 0x44, 0x4f, 0x4e, 0x45, 0x5d]); // "[DONE]"
@@ -22,10 +21,8 @@ const L_VALUE_START: u8 = 1; // just after the colon: one space may be skipped
 const L_DATA: u8 = 2; // in the value of a data field
 const L_SKIP: u8 = 3; // in a comment or another field
 
-export class SseReader {
-  readonly scanner: JsonScanner;
-  readonly usage: Usage;
-
+/** A MessageReader whose messages are events: `events` and `invalidEvents` count them. */
+export class SseReader extends MessageReader {
   private line: u8 = L_NAME;
   private afterCR: bool = false;
   private name: StaticArray<u8> = new StaticArray<u8>(MAX_NAME);
@@ -33,28 +30,15 @@ export class SseReader {
   private isData: bool = false;
   private dataLines: i32 = 0;
   private doneMatch: i32 = 0;
-
-  /** Events whose data was valid JSON. */
-  events: i32 = 0;
-  /** Events whose data was neither JSON nor [DONE]. */
-  invalidEvents: i32 = 0;
   doneSeen: bool = false;
 
-  constructor(scanner: JsonScanner, usage: Usage) {
-    this.scanner = scanner;
-    this.usage = usage;
-  }
-
   reset(): void {
-    this.scanner.reset();
-    this.usage.reset();
+    super.reset();
     this.line = L_NAME;
     this.afterCR = false;
     this.nameLength = 0;
     this.dataLines = 0;
     this.doneMatch = 0;
-    this.events = 0;
-    this.invalidEvents = 0;
     this.doneSeen = false;
   }
 
@@ -129,7 +113,7 @@ export class SseReader {
   /** The stream ended: an event still open counts if its data is a complete document. */
   finish(): void {
     if (this.line != L_NAME || this.nameLength > 0) this.endLine();
-    if (this.dataLines > 0) this.dispatch();
+    if (this.dataLines > 0) this.endEvent();
   }
 
   private startValue(): void {
@@ -163,7 +147,7 @@ export class SseReader {
     if (line == L_NAME) {
       if (this.nameLength == 0) {
         // A blank line ends the event.
-        if (this.dataLines > 0) this.dispatch();
+        if (this.dataLines > 0) this.endEvent();
       } else if (this.nameLength == 4 && memory.compare(changetype<usize>(this.name), NAME_DATA, 4) == 0) {
         // "data" with no colon: a data line with an empty value.
         this.isData = true;
@@ -175,17 +159,14 @@ export class SseReader {
     this.nameLength = 0;
   }
 
-  private dispatch(): void {
-    const s = this.scanner;
+  /** An event ends: `[DONE]`, or one JSON document (invalid data counts as unreadable). */
+  private endEvent(): void {
     if (this.doneMatch == 6) {
       this.doneSeen = true;
-    } else if (s.finish()) {
-      this.events++;
-      this.usage.add(s);
+      this.scanner.reset();
     } else {
-      this.invalidEvents++;
+      this.dispatch(true);
     }
-    s.reset();
     this.dataLines = 0;
     this.doneMatch = 0;
   }

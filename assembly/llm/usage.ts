@@ -160,3 +160,15 @@ function firstString(s: JsonScanner, fmt: Format, f: i32): i32 {
 export function requestModel(s: JsonScanner): string | null {
   return s.has(REQUEST_MODEL) && s.stringLength(REQUEST_MODEL) > 0 ? s.string(REQUEST_MODEL) : null;
 }
+
+/** A decimal count as a header states it (Bedrock's token-count headers), or NO_COUNT. */
+export function parseCount(value: string | null): i64 {
+  if (value === null || value.length == 0 || value.length > 15) return NO_COUNT;
+  let n: i64 = 0;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return NO_COUNT;
+    n = n * 10 + <i64>(c - 0x30);
+  }
+  return n;
+}

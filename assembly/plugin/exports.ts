@@ -112,8 +112,8 @@ export function proxy_on_done(contextId: u32): u32 {
  * The module uses AssemblyScript's minimal runtime: garbage is collected only when asked, which
  * is safe only where no managed object is held on the wasm stack. The end of proxy_on_delete is
  * such a point; collecting every COLLECT_EVERY deleted LLM streams (or four times as many others,
- * which leave only their Stream object) bounds the garbage to what that many streams left, at a
- * fraction of the cost of collecting after each.
+ * which leave far less behind; docs/benchmarks.md has the counts) bounds the garbage to what that
+ * many streams left, at a fraction of the cost of collecting after each.
  */
 const COLLECT_EVERY: i32 = 32;
 /** Also collect once this many metrics were defined (new series leave their names behind). */
@@ -122,7 +122,7 @@ let deletedSinceCollect: i32 = 0;
 
 export function proxy_on_delete(contextId: u32): void {
   const s = streamOf(contextId);
-  // A stream that was not an LLM call leaves only its Stream object behind: it counts a quarter.
+  // A stream that was not an LLM call leaves little behind (its Stream object, a :path): a quarter.
   let weight = 1;
   if (s !== null) {
     if (s.llm) weight = 4;

@@ -2,6 +2,8 @@
 // Names the plugin shows to the outside: filter-state keys, stat names and their tag encoding.
 // Pure: no host imports.
 
+import { asciiLower } from "../llm/hosts";
+
 /**
  * Filter-state paths. Envoy stores a property set at path P under the key "wasm." + P, so these
  * become `wasm.asm.llmproxy.request_model` etc., read in access logs with
@@ -245,52 +247,6 @@ export function tagSuffix(workload: string, namespace: string, destination: stri
     "=",
     model,
   ].join("");
-}
-
-/**
- * The service host of an Istio cluster name, `outbound|<port>|<subset>|<host>` (also inbound),
- * or null for any other cluster (PassthroughCluster, a plain Envoy cluster).
- */
-export function serviceFromCluster(cluster: string): string | null {
-  if (!cluster.startsWith("outbound|") && !cluster.startsWith("inbound|")) return null;
-  // Exactly four fields: direction, port, subset, host.
-  const a = cluster.indexOf("|");
-  const b = cluster.indexOf("|", a + 1);
-  const c = b < 0 ? -1 : cluster.indexOf("|", b + 1);
-  if (a < 0 || b < 0 || c < 0 || cluster.indexOf("|", c + 1) >= 0) return null;
-  return c + 1 < cluster.length ? cluster.substring(c + 1) : null;
-}
-
-/** The host of an :authority value, without its port: `api.example.com:443` → `api.example.com`. */
-export function hostFromAuthority(authority: string): string {
-  if (authority.startsWith("[")) {
-    // An IPv6 literal: "[::1]:8080".
-    const close = authority.indexOf("]");
-    return close > 0 ? authority.substring(0, close + 1) : authority;
-  }
-  const colon = authority.lastIndexOf(":");
-  return colon >= 0 ? authority.substring(0, colon) : authority;
-}
-
-/**
- * ASCII lower case. Header names and the media types and encodings compared here are ASCII;
- * String#toLowerCase would bring Unicode case tables into the module for nothing.
- */
-export function asciiLower(s: string): string {
-  let i = 0;
-  const n = s.length;
-  while (i < n) {
-    const c = s.charCodeAt(i);
-    if (c >= 0x41 && c <= 0x5a) break;
-    i++;
-  }
-  if (i == n) return s;
-  const out = new Array<string>(n);
-  for (let j = 0; j < n; j++) {
-    const c = s.charCodeAt(j);
-    out[j] = String.fromCharCode(c >= 0x41 && c <= 0x5a ? c + 0x20 : c);
-  }
-  return out.join("");
 }
 
 /**
