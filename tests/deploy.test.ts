@@ -49,6 +49,15 @@ const PLUGIN_LABELS = [
   "llmproxy_destination_service",
   "llmproxy_model",
 ];
+/** The labels of OpenTelemetry's gen_ai_client_token_usage (gen_ai_metrics). */
+const GEN_AI_LABELS = [
+  "gen_ai_token_type",
+  "gen_ai_operation_name",
+  "gen_ai_provider_name",
+  "gen_ai_request_model",
+  "gen_ai_response_model",
+  "server_address",
+];
 /** Istio's standard labels of its HTTP metrics, plus the `model` dimension telemetry.yaml adds. */
 const ISTIO_LABELS = [
   "reporter",
@@ -97,6 +106,11 @@ const METRICS: Record<string, string[]> = Object.fromEntries(
     asm_llm_proxy_duration_ms_bucket: [...PLUGIN_LABELS, "le"],
     asm_llm_proxy_issues: ["llmproxy_issue"],
     asm_llm_proxy_config_problems: [],
+    asm_llm_proxy_cost: [...PLUGIN_LABELS, "llmproxy_currency"],
+    asm_llm_proxy_cost_unpriced: PLUGIN_LABELS,
+    gen_ai_client_token_usage_sum: GEN_AI_LABELS,
+    gen_ai_client_token_usage_count: GEN_AI_LABELS,
+    gen_ai_client_token_usage_bucket: [...GEN_AI_LABELS, "le"],
     istio_requests_total: ISTIO_LABELS,
     istio_request_duration_milliseconds_bucket: [...ISTIO_LABELS, "le"],
   }).map(([m, labels]) => [m, [...labels, ...TARGET_LABELS]]),
@@ -563,15 +577,7 @@ test("both bootstraps give gen_ai_client_token_usage the conventions' buckets, a
   // Four times the last, as the conventions list them.
   GEN_AI_TOKEN_BUCKETS.slice(1).forEach((b, i) => assert.equal(b, GEN_AI_TOKEN_BUCKETS[i] * 4));
   const tags = (configMapStatsTags() as Array<{ tag_name: string }>).map((t) => t.tag_name);
-  for (const label of [
-    "llmproxy_currency",
-    "gen_ai_token_type",
-    "gen_ai_operation_name",
-    "gen_ai_provider_name",
-    "gen_ai_request_model",
-    "gen_ai_response_model",
-    "server_address",
-  ]) {
+  for (const label of ["llmproxy_currency", ...GEN_AI_LABELS]) {
     assert.ok(tags.includes(label), `a stats_tags entry for ${label}`);
   }
   // The check itself fails on a bucket that differs.
@@ -831,6 +837,8 @@ test("the dashboard and the rules name only the plugin's and Istio's metrics and
     "topk(10,",
     'response_code=~\\"2..\\"',
     "histogram_quantile(0.95, sum by (model, le) (rate(istio_request_duration_milliseconds_bucket",
+    "llmproxy_model, llmproxy_currency) (rate(asm_llm_proxy_cost{",
+    "sum by (gen_ai_token_type, gen_ai_provider_name) (rate(gen_ai_client_token_usage_sum",
   ]) {
     assert.ok(text.includes(needle), `a panel with ${needle}`);
   }

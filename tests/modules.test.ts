@@ -32,8 +32,10 @@ test("modules: the build without SIMD validates with SIMD turned off; the defaul
 
 // A budget against unnoticed growth. The observation core alone fitted 48 KB; provider routing
 // (configuration, rewriting) and the native wire formats (Gemini, Bedrock's event stream, NDJSON,
-// path shapes) bring the module to about 72 KB. docs/benchmarks.md has the current size.
-const BUDGET = 76 * 1024;
+// path shapes) bring the module to about 72 KB; the opt-in cost (prices, exact arithmetic) and
+// OpenTelemetry histogram (its names and series) to about 81 KB. docs/benchmarks.md has the
+// current size.
+const BUDGET = 84 * 1024;
 
 test("modules: both release modules stay within their size budget", () => {
   for (const f of ["asm-llm-proxy.wasm", "asm-llm-proxy.nosimd.wasm"]) {
