@@ -8,8 +8,6 @@
 // sum of tokens * P in 10^-12 units ("pico" below), with no rounding at all. It is rounded once,
 // to micro-units (10^-6) for the counter, and printed exactly for filter state.
 
-/** Decimal places a price may have. */
-export const PRICE_DECIMALS: i32 = 6;
 /** The largest price per million tokens accepted, in the currency. */
 export const MAX_PRICE: i64 = 1_000_000;
 /** A price not set (the entry's fallback applies). */
@@ -21,10 +19,11 @@ const PICO_PER_MICRO: u64 = 1_000_000;
 const PICO_PER_UNIT: u64 = 1_000_000_000_000;
 
 /**
- * A price (a JSON number) as millionths of the currency, -1 when it is not a non-negative price of at most
- * PRICE_DECIMALS places within MAX_PRICE. The candidate m = round(x * 10^6) is the price exactly
- * when m / 10^6, a division of two integers below 2^53 and so correctly rounded, gives back the
- * very double the configuration's text was read as: `0.05` is 50000, `0.0000015` is refused.
+ * A price (a JSON number) as millionths of the currency, -1 when it is not a non-negative price
+ * of at most 6 decimal places within MAX_PRICE. The candidate m = round(x * 10^6) is the price
+ * exactly when m / 10^6, a division of two integers below 2^53 and so correctly rounded, gives
+ * back the very double the configuration's text was read as: `0.05` is 50000, `0.0000015` is
+ * refused.
  */
 export function priceOfNumber(x: f64): i64 {
   if (!(x >= 0) || x > <f64>MAX_PRICE) return -1;
