@@ -70,6 +70,8 @@ export interface RouteRule {
   name?: string;
   /** Exact header matches. */
   headers?: Record<string, string>;
+  /** Any further match (a request header's value, every value joined with commas, or undefined). */
+  matches?: (header: (name: string) => string | undefined) => boolean;
   /** Weighted destinations (one with any weight for a plain route). */
   clusters: Array<{ cluster: string; weight: number }>;
 }
@@ -694,7 +696,12 @@ export class HttpStream {
           .filter(([n]) => n === k)
           .map(([, v]) => v)
           .join(",");
-      const rule = rules.find((r) => Object.entries(r.headers ?? {}).every(([k, v]) => get(k) === v));
+      const has = (k: string) => this.requestHeaders.some(([n]) => n === k);
+      const rule = rules.find(
+        (r) =>
+          Object.entries(r.headers ?? {}).every(([k, v]) => get(k) === v) &&
+          (r.matches === undefined || r.matches((k) => (has(k) ? get(k) : undefined))),
+      );
       if (!rule) this.route = null;
       else {
         // Envoy: random value (the stream id) modulo the total weight, then cumulative weights.
