@@ -190,19 +190,34 @@ interface Scenario {
   /** Streams per timed round. */
   perRound: number;
   exchange: Exchange;
+  /** The plugin configuration, when not the seed sidecar's. */
+  config?: string;
 }
+
+const SEED_EXCHANGE: Exchange = {
+  requestHeaders: { ...CALLS[1].headers, "accept-encoding": "gzip, deflate", "user-agent": "curl/8.5.0" },
+  requestBody: [enc.encode(REQUEST_BODY)],
+  responseHeaders: { ":status": "200", "content-type": "application/json" },
+  responseBody: [SEED_RESPONSE],
+  properties: SEED_PROPERTIES,
+};
 
 const SCENARIOS: Scenario[] = [
   {
     name: `seed call, routed (${REQUEST_BODY.length} B request, ${SEED_RESPONSE.length} B response)`,
     perRound: 4000,
-    exchange: {
-      requestHeaders: { ...CALLS[1].headers, "accept-encoding": "gzip, deflate", "user-agent": "curl/8.5.0" },
-      requestBody: [enc.encode(REQUEST_BODY)],
-      responseHeaders: { ":status": "200", "content-type": "application/json" },
-      responseBody: [SEED_RESPONSE],
-      properties: SEED_PROPERTIES,
-    },
+    exchange: SEED_EXCHANGE,
+  },
+  {
+    // The same call with the opt-in cost (a price for its model) and OpenTelemetry histogram.
+    name: "seed call, prices and gen_ai_metrics on",
+    perRound: 4000,
+    exchange: SEED_EXCHANGE,
+    config: JSON.stringify({
+      ...PLUGIN_CONFIG,
+      prices: [{ model: "qwen-turbo*", input: 0.05, output: 0.2, cached_input: 0.02 }],
+      gen_ai_metrics: true,
+    }),
   },
   { name: "2 KB JSON response", perRound: 4000, exchange: llm("application/json", [CHAT_2K]) },
   { name: "4 KB dense JSON response", perRound: 2000, exchange: llm("application/json", [DENSE_4K]) },
@@ -367,10 +382,10 @@ async function main(): Promise<void> {
   const hostCalls: Array<Record<string, unknown>> = [];
   for (const sc of SCENARIOS) {
     const call = new Call(sc.exchange);
-    const plugin = await leanHost(modules.plugin);
+    const plugin = await leanHost(modules.plugin, sc.config);
     const floor = await leanHost(modules.floor);
     const hosts = [plugin, floor];
-    const nosimd = modules.nosimd ? await leanHost(modules.nosimd) : null;
+    const nosimd = modules.nosimd ? await leanHost(modules.nosimd, sc.config) : null;
     if (nosimd) hosts.push(nosimd);
     const [p, f, n] = timeInterleaved(hosts, call, sc.perRound);
     const row: Record<string, unknown> = { call: sc.name, plugin: p, floor: f, ratio: p.median / f.median };
@@ -414,7 +429,7 @@ async function main(): Promise<void> {
   const allocations: Array<Record<string, unknown>> = [];
   for (const sc of SCENARIOS) {
     const call = new Call(sc.exchange);
-    const h = await leanHost(modules.counting);
+    const h = await leanHost(modules.counting, sc.config);
     const ex = h.exports;
     for (let i = 0; i < 64; i++) h.run(call);
     const n = sc.perRound >= 1000 ? 640 : 64;

@@ -49,6 +49,15 @@ const PLUGIN_LABELS = [
   "llmproxy_destination_service",
   "llmproxy_model",
 ];
+/** The labels of OpenTelemetry's gen_ai_client_token_usage (gen_ai_metrics). */
+const GEN_AI_LABELS = [
+  "gen_ai_token_type",
+  "gen_ai_operation_name",
+  "gen_ai_provider_name",
+  "gen_ai_request_model",
+  "gen_ai_response_model",
+  "server_address",
+];
 /** Istio's standard labels of its HTTP metrics, plus the `model` dimension telemetry.yaml adds. */
 const ISTIO_LABELS = [
   "reporter",
@@ -98,6 +107,11 @@ const METRICS: Record<string, string[]> = Object.fromEntries(
     asm_llm_proxy_duration_ms_bucket: [...PLUGIN_LABELS, "le"],
     asm_llm_proxy_issues: ["llmproxy_issue"],
     asm_llm_proxy_config_problems: [],
+    asm_llm_proxy_cost: [...PLUGIN_LABELS, "llmproxy_currency"],
+    asm_llm_proxy_cost_unpriced: PLUGIN_LABELS,
+    gen_ai_client_token_usage_sum: GEN_AI_LABELS,
+    gen_ai_client_token_usage_count: GEN_AI_LABELS,
+    gen_ai_client_token_usage_bucket: [...GEN_AI_LABELS, "le"],
     istio_requests_total: ISTIO_LABELS,
     istio_request_duration_milliseconds_bucket: [...ISTIO_LABELS, "le"],
   }).map(([m, labels]) => [m, [...labels, ...TARGET_LABELS]]),
@@ -345,6 +359,34 @@ test("the WasmPlugins: oci, https with sha256, file; otherwise the same, FAIL_OP
   assert.equal(schema({ inject_stream_usage: "yes" }), false);
 });
 
+test("the example prices patch the WasmPlugin into a valid configuration, each price with its source", () => {
+  const schema = new Ajv({ strict: false, allErrors: true }).compile(
+    JSON.parse(read(DEPLOY + "plugin-config.schema.json")),
+  );
+  const text = read(DEPLOY + "istio/prices-dashscope.yaml");
+  const ops = parseYaml(text) as Array<{ op: string; path: string; value: unknown }>;
+  const plugin = structuredClone(
+    ofKind("WasmPlugin").find((d) => d.file === "deploy/istio/wasmplugin.yaml")!.doc,
+  );
+  for (const { op, path, value } of ops) {
+    assert.equal(op, "add");
+    const key = path.replace(/^\/spec\/pluginConfig\//, "");
+    assert.ok(key !== path && !key.includes("/"), path);
+    plugin.spec.pluginConfig[key] = value;
+  }
+  assert.ok(schema(plugin.spec.pluginConfig), JSON.stringify(schema.errors));
+  assert.equal(plugin.spec.pluginConfig.gen_ai_metrics, true);
+  // Each priced model is named in the comments with a source address and a date.
+  for (const p of plugin.spec.pluginConfig.prices) {
+    const model = String(p.model).replace(/\*$/, "");
+    assert.match(text, new RegExp(`# - ${model}: .*\n#\\s+https://`), `a source for ${p.model}`);
+  }
+  assert.match(text, /read on \d{4}-\d{2}-\d{2}/);
+  // The check itself fails on a price the plugin would refuse.
+  assert.equal(schema({ prices: [{ model: "m", input: "0.05", output: 1 }] }), false);
+  assert.equal(schema({ prices: [{ model: "m", input: 1 }] }), false);
+});
+
 /**
  * The routing of a bundle: its providers take their keys from the proxy's environment (each key
  * named in vmConfig.env, and nothing else there), its VirtualService's routes go to provider hosts
@@ -519,6 +561,29 @@ test("the local Envoy uses exactly the ConfigMap's stats_tags (tag_name and rege
   // The check itself fails on a regex that differs by one character.
   const broken = read(CONFIGMAP).replace("(\\\\|llmproxy_model=([^|]*))", "(\\\\|llmproxy_model=([^|]+))");
   assert.notDeepEqual(configMapStatsTags(broken), tags);
+});
+
+/** OpenTelemetry GenAI conventions: gen_ai.client.token.usage's explicit bucket boundaries. */
+const GEN_AI_TOKEN_BUCKETS = [
+  1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+];
+
+test("both bootstraps give gen_ai_client_token_usage the conventions' buckets, and label it", () => {
+  const configMap = (text = read(CONFIGMAP)) =>
+    parseYaml(parseYaml(text).data["custom_bootstrap.json"]).stats_config.histogram_bucket_settings;
+  const settings = configMap();
+  assert.deepEqual(settings, [
+    { match: { prefix: "wasmcustom.gen_ai_client_token_usage|" }, buckets: GEN_AI_TOKEN_BUCKETS },
+  ]);
+  assert.deepEqual(envoyConfig().stats_config.histogram_bucket_settings, settings);
+  // Four times the last, as the conventions list them.
+  GEN_AI_TOKEN_BUCKETS.slice(1).forEach((b, i) => assert.equal(b, GEN_AI_TOKEN_BUCKETS[i] * 4));
+  const tags = (configMapStatsTags() as Array<{ tag_name: string }>).map((t) => t.tag_name);
+  for (const label of ["llmproxy_currency", ...GEN_AI_LABELS]) {
+    assert.ok(tags.includes(label), `a stats_tags entry for ${label}`);
+  }
+  // The check itself fails on a bucket that differs.
+  assert.notDeepEqual(configMap(read(CONFIGMAP).replace("16777216,", "16777215,")), settings);
 });
 
 test("the local Envoy stands in for the sleep sidecar: node, ports, wasm filter, route, access log", () => {
@@ -774,6 +839,8 @@ test("the dashboard and the rules name only the plugin's and Istio's metrics and
     "topk(10,",
     'response_code=~\\"2..\\"',
     "histogram_quantile(0.95, sum by (model, le) (rate(istio_request_duration_milliseconds_bucket",
+    "llmproxy_model, llmproxy_currency) (rate(asm_llm_proxy_cost{",
+    "sum by (gen_ai_token_type, gen_ai_provider_name) (rate(gen_ai_client_token_usage_sum",
   ]) {
     assert.ok(text.includes(needle), `a panel with ${needle}`);
   }
@@ -805,6 +872,7 @@ const NOT_IN_BUNDLE: Record<string, string> = {
   "meshconfig-access-log.yaml": "an IstioOperator overlay for istioctl, not a cluster resource",
   "alternatives/wasmplugin-https.yaml": "an alternative to wasmplugin.yaml (same name)",
   "alternatives/wasmplugin-file.yaml": "an alternative to wasmplugin.yaml (same name)",
+  "prices-dashscope.yaml": "an opt-in JSON patch of the WasmPlugin (prices, gen_ai_metrics)",
 };
 
 /** kustomization.yaml with the Moonshot split's component turned on, as its comment says. */

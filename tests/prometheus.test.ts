@@ -20,7 +20,12 @@ import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { ProxyWasmHost, type HttpStream } from "./host/host.ts";
 import { BudgetStack, REDIS_SKIP } from "./budget-stack.ts";
 import { drive } from "./host/driver.ts";
-import { loadStatsTags, renderPrometheus, HISTOGRAM_BUCKETS } from "./host/telemetry.ts";
+import {
+  loadStatsTags,
+  loadHistogramBuckets,
+  renderPrometheus,
+  HISTOGRAM_BUCKETS,
+} from "./host/telemetry.ts";
 import { CASES, API_CASES } from "./fixtures/providers.ts";
 import {
   RELEASE_WASM,
@@ -38,6 +43,14 @@ const RULES = ROOT + "deploy/prometheus/asm-llm-proxy-rules.yaml";
 const RULE_TESTS = ROOT + "deploy/prometheus/asm-llm-proxy-rules.test.yaml";
 const DASHBOARD = ROOT + "deploy/grafana/asm-llm-proxy-dashboard.json";
 const READMES = ["README.md", "deploy/istio/README.md"];
+/** The cost and the GenAI histogram on, as deploy/istio/prices-dashscope.yaml patches the WasmPlugin. */
+const COST_CONFIG: Record<string, unknown> = Object.fromEntries(
+  (parseYaml(readFileSync(ROOT + "deploy/istio/prices-dashscope.yaml", "utf8")) as any[]).map((op) => [
+    op.path.replace("/spec/pluginConfig/", ""),
+    op.value,
+  ]),
+);
+const BUCKETS = loadHistogramBuckets(BOOTSTRAP_CONFIGMAP);
 
 const has = (cmd: string) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 const missing = (cmds: string[]) => {
@@ -408,7 +421,7 @@ test(
       // plugin logs and counts, and runs through with the defaults).
       const host = await ProxyWasmHost.load(RELEASE_WASM, {
         ...SEED_HOST,
-        pluginConfig: { ...PLUGIN_CONFIG, max_series: 30, strip_accept_encodng: true },
+        pluginConfig: { ...PLUGIN_CONFIG, ...COST_CONFIG, max_series: 30, strip_accept_encodng: true },
       });
       const scenario = new Scenario(host);
       const tags = loadStatsTags(BOOTSTRAP_CONFIGMAP);
@@ -430,7 +443,7 @@ test(
         }
         scrapes++;
         res.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
-        res.end(renderPrometheus(host, tags) + scenario.istio.render());
+        res.end(renderPrometheus(host, tags, BUCKETS) + scenario.istio.render());
       });
       await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
       const target = `127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -526,6 +539,50 @@ test(
       ]) {
         assert.ok((await vector(`increase(${grown}[1m]) > 0`)).length > 0, `${grown} grew between scrapes`);
       }
+
+      // The GenAI histogram: the conventions' buckets and labels, as Prometheus stores them.
+      const seedInput =
+        'gen_ai_client_token_usage_bucket{gen_ai_provider_name="dashscope", gen_ai_request_model="qwen-turbo", gen_ai_token_type="input"}';
+      const buckets = await vector(`sum by (le) (${seedInput})`);
+      assert.deepEqual(
+        buckets
+          .map((b) => b.metric.le)
+          .sort(
+            (a, b) => parseFloat(a.replace("+Inf", "Infinity")) - parseFloat(b.replace("+Inf", "Infinity")),
+          ),
+        [...BUCKETS[0].buckets.map(String), "+Inf"],
+      );
+      assert.deepEqual(
+        BUCKETS[0].buckets,
+        [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864],
+      );
+      const [{ metric }] = await vector(seedInput.replace("}", ', le="+Inf"}'));
+      assert.deepEqual(Object.keys(metric).sort(), [
+        "__name__",
+        "gen_ai_operation_name",
+        "gen_ai_provider_name",
+        "gen_ai_request_model",
+        "gen_ai_response_model",
+        "gen_ai_token_type",
+        "instance",
+        "job",
+        "le",
+        "namespace",
+        "pod",
+        "server_address",
+      ]);
+      assert.equal(metric.gen_ai_operation_name, "chat");
+      assert.equal(metric.server_address, "dashscope.aliyuncs.com");
+      // The heavy client's 1.2 million input tokens are counted at le=4194304, not at 1048576.
+      const at = (le: string) => Number(buckets.find((b) => b.metric.le === le)!.value[1]);
+      assert.ok(at("4194304") - at("1048576") >= 1, "the heavy call is in (1048576, 4194304]");
+      // Cost: micro-units of USD for the priced qwen-turbo, and the unpriced calls of other models.
+      const [cost] = await vector(
+        'sum by (llmproxy_currency) (asm_llm_proxy_cost{llmproxy_model="qwen-turbo"})',
+      );
+      assert.equal(cost.metric.llmproxy_currency, "USD");
+      assert.ok(Number(cost.value[1]) > 0);
+      assert.ok((await vector('asm_llm_proxy_cost_unpriced{llmproxy_model="qwen1.5-72b-chat"}')).length > 0);
 
       // Every expression: no error, and data (a number) for the series this scenario produced.
       const groups = parseYaml(ruleGroups()).groups;
@@ -625,10 +682,10 @@ test(
   async () => {
     const host = await ProxyWasmHost.load(RELEASE_WASM, {
       ...SEED_HOST,
-      pluginConfig: { ...PLUGIN_CONFIG, max_series: 30 },
+      pluginConfig: { ...PLUGIN_CONFIG, ...COST_CONFIG, max_series: 30 },
     });
     new Scenario(host).round();
-    const text = renderPrometheus(host, loadStatsTags(BOOTSTRAP_CONFIGMAP));
+    const text = renderPrometheus(host, loadStatsTags(BOOTSTRAP_CONFIGMAP), BUCKETS);
     const types = new Map([...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]));
     assert.ok(types.size >= 9, `${types.size} families`);
     const r = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });

@@ -32,12 +32,17 @@ import {
   OPT_HEADER_DIMENSIONS,
   OPT_PROVIDERS,
   OPT_FILTER_STATE,
+  OPT_PRICES,
+  OPT_CURRENCY,
+  OPT_GEN_AI_METRICS,
   DEFAULT_PATHS,
   DEFAULT_INJECT_STREAM_USAGE,
   DEFAULT_STRIP_ACCEPT_ENCODING,
   DEFAULT_MAX_SERIES,
   DEFAULT_RESPONSE_MODEL_DIMENSION,
   DEFAULT_HEADER_DIMENSIONS,
+  DEFAULT_CURRENCY,
+  DEFAULT_GEN_AI_METRICS,
 } from "./options";
 import { headerDimension, stateBits, KEY_HEADER_PREFIX } from "../telemetry/names";
 import { asciiLower } from "../llm/hosts";
@@ -45,6 +50,8 @@ import { Routing } from "../llm/routing";
 import { readProviders } from "./providers";
 import { readBudget } from "./ratelimit";
 import { BudgetConfig } from "../llm/budget";
+import { readPrices, isCurrencyCode } from "./prices";
+import { PriceTable } from "../telemetry/cost";
 import { PathShape, compileShape, matchShape, pathEnd } from "../llm/paths";
 
 export { DEFAULT_PATHS };
@@ -98,6 +105,11 @@ export class Config {
   filterState: u32 = 0;
   /** The `rate_limit` option: token budgets checked with a service; null (off) by default. */
   budget: BudgetConfig | null = null;
+  /** The `prices` option; inactive (no entry) by default. */
+  prices: PriceTable = new PriceTable();
+  currency: string = DEFAULT_CURRENCY;
+  /** Record OpenTelemetry's gen_ai_client_token_usage histogram. */
+  genAiMetrics: bool = DEFAULT_GEN_AI_METRICS;
 
   /** Whether a request path (which may carry a query string) names an LLM API. */
   matchesPath(path: string): bool {
@@ -167,6 +179,15 @@ export class Config {
       case OPT_MAX_SERIES:
         this.maxSeries = <i32>(value as JSON.Integer).valueOf();
         break;
+      case OPT_CURRENCY: {
+        const code = (value as JSON.Str).valueOf();
+        if (!isCurrencyCode(code)) return "must be an ISO 4217 code of three capital letters (USD, CNY, EUR)";
+        this.currency = code;
+        break;
+      }
+      case OPT_GEN_AI_METRICS:
+        this.genAiMetrics = (value as JSON.Bool).valueOf();
+        break;
     }
     return null;
   }
@@ -227,6 +248,11 @@ export function parseConfig(bytes: Uint8Array): ConfigResult {
     if (option == OPT_PROVIDERS) {
       // Each provider and route is checked on its own: a broken one is skipped, not the option.
       readProviders(value!, result.config.routing, result.errors);
+      continue;
+    }
+    if (option == OPT_PRICES) {
+      // Likewise: a broken price entry is skipped, the others kept.
+      readPrices(value!, result.config.prices, result.errors);
       continue;
     }
     const rejected = result.config.apply(option, value!);

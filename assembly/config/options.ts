@@ -17,11 +17,14 @@ export const OPT_HEADER_DIMENSIONS: i32 = 5;
 export const OPT_PROVIDERS: i32 = 6;
 export const OPT_FILTER_STATE: i32 = 7;
 export const OPT_RATE_LIMIT: i32 = 8;
+export const OPT_PRICES: i32 = 9;
+export const OPT_CURRENCY: i32 = 10;
+export const OPT_GEN_AI_METRICS: i32 = 11;
 
-export const OPTION_NAMES: string[] = ["paths", "inject_stream_usage", "strip_accept_encoding", "max_series", "response_model_dimension", "header_dimensions", "providers", "filter_state", "rate_limit"];
-export const OPTION_TYPES: u8[] = [4, 1, 1, 2, 1, 4, 5, 4, 6];
-export const OPTION_MINIMUMS: i64[] = [0, 0, 0, 1, 0, 0, 0, 0, 0];
-export const OPTION_MAXIMUMS: i64[] = [9007199254740991, 9007199254740991, 9007199254740991, 100000, 9007199254740991, 9007199254740991, 9007199254740991, 9007199254740991, 9007199254740991];
+export const OPTION_NAMES: string[] = ["paths", "inject_stream_usage", "strip_accept_encoding", "max_series", "response_model_dimension", "header_dimensions", "providers", "filter_state", "rate_limit", "prices", "currency", "gen_ai_metrics"];
+export const OPTION_TYPES: u8[] = [4, 1, 1, 2, 1, 4, 5, 4, 6, 5, 3, 1];
+export const OPTION_MINIMUMS: i64[] = [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+export const OPTION_MAXIMUMS: i64[] = [9007199254740991, 9007199254740991, 9007199254740991, 100000, 9007199254740991, 9007199254740991, 9007199254740991, 9007199254740991, 9007199254740991, 9007199254740991, 9007199254740991, 9007199254740991];
 
 export const DEFAULT_PATHS: string[] = ["/chat/completions", "/completions", "/embeddings", "/responses", "/v1/messages", "/responses/compact", "GET /responses/*", "/models/{model}:generateContent", "/models/{model}:streamGenerateContent", "/models/{model}:embedContent", "/models/{model}:batchEmbedContents", "/publishers/google/models/{model}:predict", "/model/{model}/converse", "/model/{model}/converse-stream", "/model/{model}/invoke", "/model/{model}/invoke-with-response-stream", "/v2/chat", "/v2/embed", "/api/chat", "/api/generate", "/api/embed"];
 export const DEFAULT_INJECT_STREAM_USAGE: bool = false;
@@ -32,3 +35,6 @@ export const DEFAULT_HEADER_DIMENSIONS: string[] = [];
 export const DEFAULT_PROVIDERS: i32 = 0;
 export const DEFAULT_FILTER_STATE: string[] = [];
 export const DEFAULT_RATE_LIMIT: bool = false;
+export const DEFAULT_PRICES: i32 = 0;
+export const DEFAULT_CURRENCY: string = "USD";
+export const DEFAULT_GEN_AI_METRICS: bool = false;

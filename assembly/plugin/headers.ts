@@ -15,6 +15,7 @@ import {
   KEY_FIRST_TOKEN_MS,
   KEY_DURATION_MS,
   KEY_MS_PER_OUTPUT_TOKEN,
+  KEY_REQUEST_COST,
 } from "../telemetry/names";
 
 export const H_METHOD = String.UTF8.encode(":method");
@@ -42,6 +43,7 @@ export const P_USAGE = String.UTF8.encode(KEY_USAGE);
 export const P_FIRST_TOKEN_MS = String.UTF8.encode(KEY_FIRST_TOKEN_MS);
 export const P_DURATION_MS = String.UTF8.encode(KEY_DURATION_MS);
 export const P_MS_PER_OUTPUT_TOKEN = String.UTF8.encode(KEY_MS_PER_OUTPUT_TOKEN);
+export const P_REQUEST_COST = String.UTF8.encode(KEY_REQUEST_COST);
 
 // Property paths: segments joined by NUL, as proxy_get_property expects.
 export const CLUSTER_PATHS: ArrayBuffer[] = [

@@ -27,6 +27,7 @@ import {
   getHeader,
   setProperty,
   setPropertyCount,
+  setPropertyBytes,
   nowNanos,
   log,
   logEnabled,
@@ -47,8 +48,11 @@ import {
   P_USAGE,
   P_DURATION_MS,
   P_MS_PER_OUTPUT_TOKEN,
+  P_REQUEST_COST,
   CLUSTER_PATHS,
 } from "./headers";
+import { callCost, costBytes, COST_BYTES } from "../telemetry/cost";
+import { tokenAccounting } from "../telemetry/genai";
 
 /**
  * Ids of responses already counted by this VM (APIs whose rules say `countOnce`), so that a
@@ -128,10 +132,15 @@ export class Call extends Destination {
     const config = this.root.config;
     const published = config.filterState;
     // Decoded once, and only when something uses it: its filter state, the model when the request
-    // named none, or the opt-in metric dimension.
+    // named none, the opt-in metric dimension, a price for the model that answered, or the
+    // OpenTelemetry histogram's label.
     let responseModel =
       usage !== null &&
-      (!this.modelFromRequest || published & STATE_RESPONSE_MODEL || config.responseModelDimension)
+      (!this.modelFromRequest ||
+        published & STATE_RESPONSE_MODEL ||
+        config.responseModelDimension ||
+        config.prices.active ||
+        config.genAiMetrics)
         ? usage.model
         : null;
     if (usage !== null) this.publishUsage(usage, responseModel, published);
@@ -153,6 +162,8 @@ export class Call extends Destination {
       }
     }
     const r = callRecord;
+    r.cost = usage !== null && config.prices.active ? this.publishCost(usage, responseModel) : -1;
+    r.path = this.path;
     r.destination = this.destination();
     const model = this.model;
     r.model = model !== null ? model : UNKNOWN;
@@ -168,6 +179,28 @@ export class Call extends Destination {
     this.root.record(r);
     r.usage = null;
     return repeated ? null : usage;
+  }
+
+  /**
+   * With `prices`: the cost of a call that reported tokens, published as request_cost (also for
+   * a response polled again, which is not counted again); -1 when no entry prices its model (or
+   * the sum would pass 63 bits, which real counts cannot reach).
+   */
+  private publishCost(usage: Usage, responseModel: string | null): i64 {
+    if (!usage.hasTokens) return -1;
+    const price = this.root.config.prices.priceOf(this.model, responseModel);
+    if (price === null) return -1;
+    const cost = callCost(
+      price,
+      usage.prompt,
+      usage.completion,
+      usage.cached,
+      usage.cacheWrite,
+      usage.reasoning,
+      tokenAccounting(this.path),
+    );
+    if (cost >= 0) setPropertyBytes(P_REQUEST_COST, COST_BYTES, <usize>costBytes(cost));
+    return cost;
   }
 
   /** What an API's own rules make of the usage a body reported. */

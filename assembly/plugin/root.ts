@@ -29,7 +29,12 @@ import {
   METRIC_RATELIMIT,
   TAG_RATELIMIT,
   RATELIMIT_OUTCOMES,
+  METRIC_COST,
+  METRIC_COST_UNPRICED,
+  TAG_CURRENCY,
 } from "../telemetry/names";
+import { toMicros } from "../telemetry/cost";
+import { GenAiHistograms } from "./genai";
 import { SeriesTable } from "../telemetry/series";
 import { Usage, NO_COUNT } from "../llm/usage";
 import {
@@ -58,8 +63,11 @@ const SLOT_REQUESTS: i32 = 4;
 const SLOT_CACHED: i32 = 18;
 const SLOT_REASONING: i32 = 19;
 const SLOT_CACHE_WRITE: i32 = 20;
-/** asm_llm_proxy_ratelimit: + outcome (RATELIMIT_OUTCOMES), 4 slots. */
-const SLOT_RATELIMIT: i32 = 21;
+/** Opt-in (`prices`): the cost counter and the unpriced-calls counter. */
+const SLOT_COST: i32 = 21;
+const SLOT_COST_UNPRICED: i32 = 22;
+/** asm_llm_proxy_ratelimit: + outcome (RATELIMIT_OUTCOMES), 4 slots; the last slots (see id()). */
+const SLOT_RATELIMIT: i32 = 23;
 /** The metric of a slot other than SLOT_REQUESTS's. */
 function slotMetric(slot: i32): string {
   if (slot == SLOT_PROMPT) return METRIC_PROMPT_TOKENS;
@@ -67,6 +75,7 @@ function slotMetric(slot: i32): string {
   if (slot == SLOT_DURATION_MS) return METRIC_DURATION_MS;
   if (slot == SLOT_FIRST_TOKEN_MS) return METRIC_FIRST_TOKEN_MS;
   if (slot == SLOT_CACHED) return METRIC_CACHED_TOKENS;
+  if (slot == SLOT_COST_UNPRICED) return METRIC_COST_UNPRICED;
   return slot == SLOT_CACHE_WRITE ? METRIC_CACHE_WRITE_TOKENS : METRIC_REASONING_TOKENS;
 }
 
@@ -94,6 +103,10 @@ export class CallRecord {
   /** Milliseconds, or -1 when unknown. */
   firstTokenMs: i64 = -1;
   durationMs: i64 = -1;
+  /** The request path (its API's operation and way of counting tokens). */
+  path: string = "";
+  /** With `prices`: the call's cost in 10^-12 units of the currency, or -1 when not priced. */
+  cost: i64 = -1;
 }
 
 // Property paths: segments joined by NUL, as proxy_get_property expects. Current Envoy serves the
@@ -135,6 +148,8 @@ export class Root {
   private issueIds: StaticArray<i64> = new StaticArray<i64>(ISSUE_NAMES.length);
   /** The configuration-problems gauge id, defined at the first configure. */
   private configProblemsId: i64 = -1;
+  /** `gen_ai_metrics`: OpenTelemetry's token histogram, with its own series. */
+  private genAi: GenAiHistograms = new GenAiHistograms();
 
   constructor() {
     for (let i = 0; i < this.issueIds.length; i++) unchecked((this.issueIds[i] = -1));
@@ -148,6 +163,7 @@ export class Root {
     if (routing.active) resolveKeys(routing, needsEnvironment(routing) ? environment() : [], result.errors);
     // Series keys have the shape of the configured dimensions: start afresh.
     this.table.clear();
+    this.genAi.clear();
     this.foldedSeries = -1;
     for (let i = 0; i < result.errors.length; i++) {
       log(LogLevel.Warn, "asm-llm-proxy: " + result.errors[i]);
@@ -241,6 +257,17 @@ export class Root {
       if (usage.cached > 0) this.add(series, SLOT_CACHED, r, <u64>usage.cached);
       if (usage.reasoning > 0) this.add(series, SLOT_REASONING, r, <u64>usage.reasoning);
       if (usage.cacheWrite > 0) this.add(series, SLOT_CACHE_WRITE, r, <u64>usage.cacheWrite);
+      // The opt-in metrics, for a call that reported tokens.
+      const config = this.config;
+      if (config.prices.active && usage.hasTokens) {
+        if (r.cost < 0) this.add(series, SLOT_COST_UNPRICED, r, 1);
+        else {
+          // Envoy refuses a zero increment: a call that rounds to 0 adds nothing.
+          const micros = toMicros(r.cost);
+          if (micros > 0) this.add(series, SLOT_COST, r, <u64>micros);
+        }
+      }
+      if (config.genAiMetrics && usage.hasTokens) this.recordGenAi(r, usage);
     }
     if (r.stream && r.firstTokenMs != NO_COUNT)
       this.sample(series, SLOT_FIRST_TOKEN_MS, r, <u64>r.firstTokenMs);
@@ -252,6 +279,15 @@ export class Root {
     const series = this.seriesOf(r);
     this.builtSuffix = null;
     this.add(series, SLOT_RATELIMIT + outcome, r, 1);
+  }
+
+  private recordGenAi(r: CallRecord, usage: Usage): void {
+    const g = this.genAi;
+    if (g.record(r.path, r.destination, r.model, r.responseModel, usage, this.config.maxSeries)) {
+      this.issue(ISSUE_CARDINALITY_OVERFLOW);
+    }
+    definedSinceCollect += g.defined;
+    g.defined = 0;
   }
 
   /** Counts one occurrence of the filter's own trouble. */
@@ -290,6 +326,8 @@ export class Root {
         TAG_STREAM +
         "=" +
         stream;
+    } else if (slot == SLOT_COST) {
+      name = METRIC_COST + name + "|" + TAG_CURRENCY + "=" + this.config.currency;
     } else {
       name = slotMetric(slot) + name;
     }

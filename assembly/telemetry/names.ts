@@ -26,6 +26,8 @@ export const KEY_DURATION_MS = "asm.llmproxy.duration_ms";
 export const KEY_MS_PER_OUTPUT_TOKEN = "asm.llmproxy.ms_per_output_token";
 /** The token budget check's outcome (one of RATELIMIT_OUTCOMES), set on every checked call. */
 export const KEY_RATELIMIT = "asm.llmproxy.ratelimit";
+/** The call's cost in the configured currency, an exact decimal (set when `prices` priced it). */
+export const KEY_REQUEST_COST = "asm.llmproxy.request_cost";
 /** Prefix of the filter-state key of a configured header dimension. */
 export const KEY_HEADER_PREFIX = "asm.llmproxy.";
 
@@ -39,6 +41,9 @@ export const METRIC_REQUESTS = "asm_llm_proxy_requests";
 /** Histograms, in milliseconds, with Envoy's default buckets. */
 export const METRIC_FIRST_TOKEN_MS = "asm_llm_proxy_first_token_ms";
 export const METRIC_DURATION_MS = "asm_llm_proxy_duration_ms";
+/** Opt-in (`prices`): cost in micro-units of the currency, and calls with tokens but no price. */
+export const METRIC_COST = "asm_llm_proxy_cost";
+export const METRIC_COST_UNPRICED = "asm_llm_proxy_cost_unpriced";
 
 /** One count per checked LLM call, by outcome (`llmproxy_ratelimit`), with the seed's dimensions. */
 export const METRIC_RATELIMIT = "asm_llm_proxy_ratelimit";
@@ -59,6 +64,61 @@ export const TAG_RESPONSE_MODEL = "llmproxy_response_model";
 /** On asm_llm_proxy_requests only. */
 export const TAG_USAGE = "llmproxy_usage";
 export const TAG_STREAM = "llmproxy_stream";
+/** On asm_llm_proxy_cost only: the `currency` option. */
+export const TAG_CURRENCY = "llmproxy_currency";
+
+/**
+ * Opt-in (`gen_ai_metrics`): OpenTelemetry's gen_ai.client.token.usage histogram, under the name
+ * and labels Prometheus gives the conventions' names (dots become underscores).
+ */
+export const METRIC_GEN_AI_TOKEN_USAGE = "gen_ai_client_token_usage";
+export const TAG_GEN_AI_TOKEN_TYPE = "gen_ai_token_type";
+export const TAG_GEN_AI_OPERATION = "gen_ai_operation_name";
+export const TAG_GEN_AI_PROVIDER = "gen_ai_provider_name";
+export const TAG_GEN_AI_REQUEST_MODEL = "gen_ai_request_model";
+export const TAG_GEN_AI_RESPONSE_MODEL = "gen_ai_response_model";
+export const TAG_SERVER_ADDRESS = "server_address";
+
+/**
+ * The stat name of one gen_ai_client_token_usage series. Each value must already have passed
+ * through tagValue.
+ */
+export function genAiTokenUsageName(
+  tokenType: string,
+  operation: string,
+  provider: string,
+  requestModel: string,
+  responseModel: string,
+  server: string,
+): string {
+  return [
+    METRIC_GEN_AI_TOKEN_USAGE,
+    "|",
+    TAG_GEN_AI_TOKEN_TYPE,
+    "=",
+    tokenType,
+    "|",
+    TAG_GEN_AI_OPERATION,
+    "=",
+    operation,
+    "|",
+    TAG_GEN_AI_PROVIDER,
+    "=",
+    provider,
+    "|",
+    TAG_GEN_AI_REQUEST_MODEL,
+    "=",
+    requestModel,
+    "|",
+    TAG_GEN_AI_RESPONSE_MODEL,
+    "=",
+    responseModel,
+    "|",
+    TAG_SERVER_ADDRESS,
+    "=",
+    server,
+  ].join("");
+}
 
 /** Values of llmproxy_usage (and of the `usage` filter state). */
 export const USAGE_PRESENT = "present";
@@ -90,6 +150,7 @@ const RESERVED_DIMENSIONS: string[] = [
   "stream",
   "issue",
   "ratelimit",
+  "currency",
 ];
 
 /**

@@ -11,7 +11,7 @@
 // Pure: no host imports.
 
 /** Ids per series: the metric slots of a call (see SLOT_* in plugin/root.ts). */
-export const SERIES_SLOTS: i32 = 25;
+export const SERIES_SLOTS: i32 = 27;
 /** Slots below this are kept in blocks, one id per series each; the others in `sparse`. */
 export const FIXED_SLOTS: i32 = 8;
 /** Series per block of ids. */

@@ -26,6 +26,33 @@ export function loadStatsTags(configMapPath: string): TagSpecifier[] {
   return tags as TagSpecifier[];
 }
 
+/** One stats_config.histogram_bucket_settings rule: a StringMatcher (prefix or exact) and bounds. */
+export interface HistogramBucketSetting {
+  match: { prefix?: string; exact?: string };
+  buckets: number[];
+}
+
+/** Reads stats_config.histogram_bucket_settings from the same ConfigMap (none: Envoy's defaults). */
+export function loadHistogramBuckets(configMapPath: string): HistogramBucketSetting[] {
+  const cm = parseYaml(readFileSync(configMapPath, "utf8"));
+  const settings = parseYaml(cm.data["custom_bootstrap.json"])?.stats_config?.histogram_bucket_settings;
+  return Array.isArray(settings) ? (settings as HistogramBucketSetting[]) : [];
+}
+
+/**
+ * The bounds of a histogram: the first rule whose matcher matches the stat's full name before
+ * tag extraction (Envoy's ThreadLocalStoreImpl passes that name to HistogramSettingsImpl),
+ * else Envoy's defaults.
+ */
+export function bucketsOf(fullName: string, settings: HistogramBucketSetting[]): number[] {
+  for (const s of settings) {
+    const { prefix, exact } = s.match;
+    if ((prefix !== undefined && fullName.startsWith(prefix)) || (exact !== undefined && fullName === exact))
+      return s.buckets;
+  }
+  return HISTOGRAM_BUCKETS;
+}
+
 /**
  * Envoy's tag extraction for one stat name: each specifier's regex is searched in the full name;
  * the first capture group is removed from the name, the second (or the first when there is no
@@ -64,8 +91,15 @@ function sanitizeValue(value: string): string {
   return value.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
 }
 
-/** The text of /stats/prometheus for the host's custom (wasm) stats. */
-export function renderPrometheus(host: ProxyWasmHost, specs: TagSpecifier[]): string {
+/**
+ * The text of /stats/prometheus for the host's custom (wasm) stats; histograms get the bounds
+ * of `buckets` (the bootstrap's histogram_bucket_settings) where a rule matches.
+ */
+export function renderPrometheus(
+  host: ProxyWasmHost,
+  specs: TagSpecifier[],
+  buckets: HistogramBucketSetting[] = [],
+): string {
   const families = new Map<string, Array<{ metric: Metric; tags: Array<[string, string]> }>>();
   for (const metric of host.metrics.values()) {
     const { name, tags } = extractTags(metric.name, specs);
@@ -92,8 +126,8 @@ export function renderPrometheus(host: ProxyWasmHost, specs: TagSpecifier[]): st
         out += `${name}${braces()} ${metric.value}\n`;
         continue;
       }
-      // Envoy: cumulative buckets (its default bounds), then +Inf, sum and count.
-      for (const bound of HISTOGRAM_BUCKETS) {
+      // Envoy: cumulative buckets (the configured or default bounds), then +Inf, sum and count.
+      for (const bound of bucketsOf(metric.name, buckets)) {
         out += `${name}_bucket${braces([`le="${bound}"`])} ${metric.samples.filter((v) => v <= bound).length}\n`;
       }
       out += `${name}_bucket${braces(['le="+Inf"'])} ${metric.samples.length}\n`;
