@@ -22,6 +22,17 @@ export interface Option {
   items?: Record<string, unknown>;
   /** For "object": its JSON Schema (the plugin validates it itself); the default is null, off. */
   schema?: Record<string, unknown>;
+  /** For "string[]": the most items the plugin keeps (it warns and ignores the rest). */
+  maxItems?: number;
+  /** For "string[]": the only values accepted. */
+  enum?: string[];
+  /** For "string[]" of header names: a name containing one of these (any case) is refused. */
+  refusedParts?: string[];
+  /**
+   * For "string[]" of header names: dimension names a header may not map to (a header's
+   * dimension is its name in lower case with every character but a-z, 0-9 and `_` turned into `_`).
+   */
+  reservedNames?: string[];
 }
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -117,11 +128,48 @@ export function generateAssemblyScript(options: Record<string, Option>): string 
   out += `\nexport const OPTION_NAMES: string[] = [${entries.map(([n]) => JSON.stringify(n)).join(", ")}];\n`;
   out += `export const OPTION_TYPES: u8[] = [${entries.map(([, o]) => TYPE_CODES[o.type]).join(", ")}];\n`;
   out += `export const OPTION_MINIMUMS: i64[] = [${entries.map(([, o]) => o.minimum ?? 0).join(", ")}];\n`;
-  out += `export const OPTION_MAXIMUMS: i64[] = [${entries.map(([, o]) => o.maximum ?? Number.MAX_SAFE_INTEGER).join(", ")}];\n\n`;
+  out += `export const OPTION_MAXIMUMS: i64[] = [${entries.map(([, o]) => o.maximum ?? Number.MAX_SAFE_INTEGER).join(", ")}];\n`;
+  out += `/** Most items of a list option (0: no cap). */\n`;
+  out += `export const OPTION_MAX_ITEMS: i32[] = [${entries.map(([, o]) => o.maxItems ?? 0).join(", ")}];\n\n`;
   for (const [name, o] of entries) {
     out += `export const DEFAULT_${constName(name)}: ${AS_TYPES[o.type]} = ${asLiteral(o, o.default)};\n`;
   }
+  const list = (values: string[]) => "[" + values.map((v) => JSON.stringify(v)).join(", ") + "]";
+  for (const [name, o] of entries) {
+    if (o.enum) out += `export const ENUM_${constName(name)}: string[] = ${list(o.enum)};\n`;
+    if (o.refusedParts)
+      out += `export const REFUSED_PARTS_${constName(name)}: string[] = ${list(o.refusedParts)};\n`;
+    if (o.reservedNames)
+      out += `export const RESERVED_NAMES_${constName(name)}: string[] = ${list(o.reservedNames)};\n`;
+  }
   return out;
+}
+
+/** A case-insensitive regex for an ASCII text: `ab-` -> `[aA][bB]-`. */
+function anyCase(text: string, underscore = "_"): string {
+  return [...text]
+    .map((c) => {
+      if (/[a-z]/i.test(c)) return `[${c.toLowerCase()}${c.toUpperCase()}]`;
+      if (c === "_") return underscore;
+      // Only syntax characters may be escaped in a Unicode-mode pattern (ajv compiles with /u).
+      return /[\\^$.|?*+()[\]{}/]/.test(c) ? "\\" + c : c;
+    })
+    .join("");
+}
+
+/** The schema of one item of a "string[]" option: what the plugin refuses, the schema refuses. */
+function stringItems(o: Option): Record<string, unknown> {
+  const items: Record<string, unknown> = { type: "string", minLength: 1 };
+  if (o.enum) items.enum = o.enum;
+  const refused: Array<Record<string, string>> = [];
+  if (o.refusedParts) refused.push({ pattern: o.refusedParts.map((p) => anyCase(p)).join("|") });
+  if (o.reservedNames) {
+    // Every character other than a-z, 0-9 and `_` becomes `_` in a dimension name.
+    const names = o.reservedNames.map((n) => anyCase(n, "[^A-Za-z0-9]"));
+    refused.push({ pattern: `^(?:${names.join("|")})$` });
+  }
+  if (refused.length > 0) items.not = { anyOf: refused };
+  return items;
 }
 
 export function generateJsonSchema(options: Record<string, Option>): string {
@@ -136,7 +184,12 @@ export function generateJsonSchema(options: Record<string, Option>): string {
       properties[name] = { type: "array", items: o.items ?? { type: "object" }, ...base };
     else if (o.type === "object") properties[name] = { ...(o.schema ?? { type: "object" }), ...base };
     else if (o.type === "string[]")
-      properties[name] = { type: "array", items: { type: "string", minLength: 1 }, ...base };
+      properties[name] = {
+        type: "array",
+        items: stringItems(o),
+        ...(o.maxItems !== undefined ? { maxItems: o.maxItems } : {}),
+        ...base,
+      };
     else if (o.type === "string") properties[name] = { type: "string", minLength: 1, ...base };
     else if (o.type === "integer")
       properties[name] = {

@@ -354,7 +354,7 @@ describe("opt-in dimensions", () => {
     assert.deepEqual(
       host.logs.filter((l) => l.level === "warn").map((l) => l.message),
       [
-        "asm-llm-proxy: 'header_dimensions' names a header that collides with a built-in dimension: Model; using the default",
+        "asm-llm-proxy: 'header_dimensions' names a header that collides with a built-in dimension: Model; ignored",
       ],
     );
   });

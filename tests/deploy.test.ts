@@ -112,6 +112,11 @@ const METRICS: Record<string, string[]> = Object.fromEntries(
     gen_ai_client_token_usage_sum: GEN_AI_LABELS,
     gen_ai_client_token_usage_count: GEN_AI_LABELS,
     gen_ai_client_token_usage_bucket: [...GEN_AI_LABELS, "le"],
+    asm_llm_proxy_key_misroutes: [
+      "llmproxy_source_workload",
+      "llmproxy_source_workload_namespace",
+      "llmproxy_destination_service",
+    ],
     istio_requests_total: ISTIO_LABELS,
     istio_request_duration_milliseconds_bucket: [...ISTIO_LABELS, "le"],
   }).map(([m, labels]) => [m, [...labels, ...TARGET_LABELS]]),
@@ -531,6 +536,67 @@ test("the Moonshot split, opted in: a second provider with its key, the default 
       r,
       key(r),
     );
+});
+
+/**
+ * The request headers the plugin changes on a provider call (README, "Route LLM traffic"). Each
+ * change makes Envoy choose the route again: a route that matched on one of them could take the
+ * call, its key already set, to another cluster.
+ */
+const CHANGED_HEADERS = [
+  ":path",
+  "authorization",
+  "x-api-key",
+  "api-key",
+  "accept-encoding",
+  "content-length",
+];
+
+/** Why a bundle's routes could move a keyed call after the plugin's header changes. */
+function rerouteProblems(bundle: any[]): string[] {
+  const problems: string[] = [];
+  for (const vs of bundle.filter((r) => r.kind === "VirtualService")) {
+    for (const [i, r] of vs.spec.http.entries()) {
+      const where = `${vs.metadata.name}.http[${i}]${r.name ? ` (${r.name})` : ""}`;
+      for (const m of r.match ?? []) {
+        if (m.uri !== undefined) problems.push(`${where} matches on the path`);
+        if (m.authority !== undefined) problems.push(`${where} matches on the authority`);
+        for (const h of [...Object.keys(m.headers ?? {}), ...Object.keys(m.withoutHeaders ?? {})])
+          if (CHANGED_HEADERS.includes(h.toLowerCase()) || h.toLowerCase() === "host")
+            problems.push(`${where} matches on ${h}`);
+      }
+      // A destination of another host than the one the client called gets its host name from
+      // the route (applied by the router after routing), so that the plugin changes no
+      // :authority.
+      for (const d of r.route ?? []) {
+        const host = d.destination.host;
+        if (!vs.spec.hosts.includes(host) && d.headers?.request?.set?.host !== host)
+          problems.push(`${where}: ${host} does not get its host name from the route`);
+      }
+    }
+  }
+  return problems;
+}
+
+test("no route of either bundle matches on a header the plugin changes: a keyed call stays on the cluster it was checked for", () => {
+  for (const bundle of [kustomize(ISTIO_DIR), kustomize(ISTIO_DIR, withSplit())])
+    assert.deepEqual(rerouteProblems(bundle), []);
+  const split = kustomize(ISTIO_DIR, withSplit());
+  const moonshot = split
+    .find((r) => r.kind === "VirtualService")
+    .spec.http[1].route.find((d: any) => d.destination.host === "api.moonshot.cn");
+  assert.deepEqual(moonshot.headers, { request: { set: { host: "api.moonshot.cn" } } });
+  // The check itself fails on a route that matches on the path, on the auth header or on the
+  // authority, and on a split whose second host is given no host name.
+  const broken = (edit: (http: any[]) => void) => {
+    const b = structuredClone(split);
+    edit(b.find((r: any) => r.kind === "VirtualService").spec.http);
+    return rerouteProblems(b);
+  };
+  assert.equal(broken((h) => (h[0].match[0].uri = { prefix: "/compatible-mode" })).length, 1);
+  assert.equal(broken((h) => (h[0].match[0].headers = { Authorization: { prefix: "Bearer" } })).length, 1);
+  assert.equal(broken((h) => (h[0].match[0].authority = { exact: "api.moonshot.cn" })).length, 1);
+  assert.equal(broken((h) => delete h[1].route[1].headers).length, 1);
 });
 
 test("the egress resources originate TLS for the host whose cluster the plugin reads", () => {
@@ -1089,3 +1155,75 @@ for (const [name, text] of BUNDLES)
       }
     },
   );
+
+// ---- the deploy documentation ----------------------------------------------------------------
+
+/** The `kubectl create secret ...` commands of deploy/istio/README.md, continuation lines joined. */
+function secretCommands(text = read(ISTIO_DIR + "README.md")): string[] {
+  return text
+    .replace(/\\\n\s*/g, "")
+    .split("\n")
+    .filter((l) => l.startsWith("kubectl create secret"));
+}
+
+test("the README's Secret commands refuse an empty or unset key variable, and pass a set one", () => {
+  const commands = secretCommands();
+  assert.equal(commands.length, 2, "the seed's and the split's");
+  const dir = mkdtempSync("/tmp/asm-llm-proxy-kubectl-");
+  try {
+    // A kubectl that records its arguments (one per line) and, like kubectl, refuses an
+    // `apply -f -` that reads no manifest.
+    writeFileSync(
+      dir + "/kubectl",
+      '#!/bin/sh\nprintf "%s\\n" "$@" >> "$KUBECTL_LOG"\n' +
+        'if [ "$1" = apply ]; then [ -n "$(cat)" ] || { echo "error: no objects passed to apply" >&2; exit 1; }; fi\n' +
+        "echo ok\n",
+      { mode: 0o755 },
+    );
+    const run = (command: string, env: Record<string, string>) => {
+      const log = `${dir}/log-${Math.random()}`;
+      writeFileSync(log, "");
+      const r = spawnSync("bash", ["-c", command], {
+        env: { PATH: `${dir}:${process.env.PATH}`, KUBECTL_LOG: log, ...env },
+        encoding: "utf8",
+      });
+      return { status: r.status, stderr: r.stderr, args: readFileSync(log, "utf8") };
+    };
+    for (const command of commands) {
+      const names = [...command.matchAll(/--from-literal=(\w+)=/g)].map((m) => m[1]);
+      const set = Object.fromEntries(names.map((n) => [n, `sk-${n}`]));
+      for (const empty of names) {
+        for (const env of [
+          { ...set, [empty]: "" },
+          Object.fromEntries(names.filter((n) => n !== empty).map((n) => [n, set[n]])),
+        ]) {
+          const r = run(command, env);
+          assert.notEqual(r.status, 0, `${command} with ${empty} empty or unset`);
+          assert.match(r.stderr, new RegExp(`set ${empty}`));
+          assert.ok(!r.args.includes("create"), "kubectl never ran");
+        }
+      }
+      const ok = run(command, set);
+      assert.equal(ok.status, 0, ok.stderr);
+      for (const n of names) assert.ok(ok.args.includes(`--from-literal=${n}=sk-${n}`), ok.args);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the root README's deploy bullet lists what must exist before kubectl apply -k", () => {
+  const readme = read(ROOT + "README.md");
+  const deploy = readme.slice(
+    readme.indexOf("## Deploy"),
+    readme.indexOf("- **The image, without Docker:**"),
+  );
+  for (const needed of [
+    /image, pushed/,
+    /key in a Secret/,
+    /`istio-proxy` env patch/,
+    /access-log provider/,
+    /bootstrap override/,
+  ])
+    assert.match(deploy, needed);
+});

@@ -33,10 +33,11 @@ test("modules: the build without SIMD validates with SIMD turned off; the defaul
 // A budget against unnoticed growth. The observation core alone fitted 48 KB; provider routing
 // (configuration, rewriting) and the native wire formats (Gemini, Bedrock's event stream, NDJSON,
 // path shapes) bring the module to about 72 KB; token budgets (the `rate_limit` option, its key
-// templates, the check and its answer, the report), the opt-in cost (prices, exact arithmetic)
-// and the OpenTelemetry histogram (its names and series) to about 94 KB. docs/benchmarks.md has
-// the current size.
-const BUDGET = 96 * 1024;
+// templates, the check and its answer, the report), the opt-in cost (prices, exact arithmetic),
+// the OpenTelemetry histogram (its names and series), configuration diagnostics (a JSON syntax
+// error's line, column and expectation, per-field checks of keys, hosts and models) and the
+// key-route check to about 103 KB. docs/benchmarks.md has the current size.
+const BUDGET = 108 * 1024;
 
 test("modules: both release modules stay within their size budget", () => {
   for (const f of ["asm-llm-proxy.wasm", "asm-llm-proxy.nosimd.wasm"]) {

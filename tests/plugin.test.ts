@@ -438,9 +438,16 @@ describe("configuration", () => {
     );
   });
 
-  for (const [config, message] of [
-    ["{not json", "configuration is not valid JSON; using defaults"],
-    ["[1,2]", "configuration must be a JSON object; using defaults"],
+  const IGNORED =
+    "the whole configuration is ignored and the defaults apply: no provider is configured, so provider calls go out without the configured key, model or path";
+  for (const [config, message, level] of [
+    [
+      "{not json",
+      "configuration is not valid JSON at line 1, column 2 (byte 1): expected a member name in double quotes but found 'n'; " +
+        IGNORED,
+      "error",
+    ],
+    ["[1,2]", "configuration must be a JSON object; " + IGNORED, "error"],
     ['{"paths":"x"}', "'paths' must be an array of non-empty strings; using the default"],
     [
       '{"paths":["/a",3]}',
@@ -452,7 +459,7 @@ describe("configuration", () => {
     test(`a bad configuration (${config}) is logged and the plugin keeps running on defaults`, async () => {
       const host = await newHost({ pluginConfig: config });
       assert.deepEqual(
-        host.logs.filter((l) => l.level === "warn").map((l) => l.message),
+        host.logs.filter((l) => l.level === (level ?? "warn")).map((l) => l.message),
         ["asm-llm-proxy: " + message],
       );
       assert.equal(call(host, {}).state(MODEL), "gpt-4o");

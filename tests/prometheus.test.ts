@@ -282,6 +282,9 @@ class Scenario {
       const s = seedCall(this.host, call);
       this.istio.record(s, "dashscope.aliyuncs.com", 200, 1);
     }
+    // A keyed seed call that the router sent, after the plugin's header changes, to another
+    // cluster (LLMProxyKeyMisrouted).
+    seedCall(this.host, CALLS[0], [], "outbound|80||llm-cache.default.svc.cluster.local");
     for (const c of CASES) this.call(c);
     // Every other API in its own wire format (Gemini, Bedrock, Cohere, Ollama, Responses by id).
     for (const c of API_CASES) this.call(c);
@@ -633,15 +636,17 @@ test(
           `variable ${v.name}`,
         );
       }
-      // Prometheus' own rule evaluation: every recording rule recorded, every alert pending.
+      // Prometheus' own rule evaluation: every recording rule recorded, every alert pending (or firing).
       for (const r of rules.filter((x: any) => x.record)) {
         await until(`recorded ${r.record}`, async () =>
           (await vector(r.record)).length > 0 ? true : undefined,
         );
       }
+      // An alert without `for` (LLMProxyKeyMisrouted) fires at once, with no pending state.
       for (const r of rules.filter((x: any) => x.alert && budgeted(x))) {
-        await until(`alert ${r.alert} pending`, async () =>
-          (await vector(`ALERTS{alertname="${r.alert}", alertstate="pending"}`)).length > 0
+        const state = r.for === undefined ? "firing" : "pending";
+        await until(`alert ${r.alert} ${state}`, async () =>
+          (await vector(`ALERTS{alertname="${r.alert}", alertstate="${state}"}`)).length > 0
             ? true
             : undefined,
         );

@@ -533,7 +533,7 @@ test("proxy: streams, big bodies, resets, disconnects and unreachable upstreams"
   }
 });
 
-test("proxy --routes: header regex, uri prefix, match names, a weighted split and the default route", async () => {
+test("proxy --routes: header regex, uri prefix, match names, a weighted split (one side with its own host name) and the default route", async () => {
   const servers = await Promise.all(
     ["A", "B"].map(async (name) => {
       const server = createServer((req, res) =>
@@ -565,7 +565,7 @@ test("proxy --routes: header regex, uri prefix, match names, a weighted split an
       "      retries: {attempts: 3}",
       "      route:",
       "        - {destination: {host: a.test}, weight: 50}",
-      "        - {destination: {host: b.test}, weight: 50}",
+      "        - {destination: {host: b.test}, weight: 50, headers: {request: {set: {host: b.test}}}}",
     ].join("\n"),
   );
   const p = await startProxy([
@@ -596,8 +596,12 @@ test("proxy --routes: header regex, uri prefix, match names, a weighted split an
     assert.deepEqual(await get("http://llm.test/v2/models"), { server: "B", host: "llm.test" });
     assert.equal((await get("http://other.test/")).server, "A");
     const split = new Set<string>();
-    for (let i = 0; i < 40; i++)
-      split.add((await get("http://llm.test/v1/x", { "x-tier": "silver" })).server);
+    for (let i = 0; i < 40; i++) {
+      const answer = await get("http://llm.test/v1/x", { "x-tier": "silver" });
+      split.add(answer.server);
+      // The destination's host name is set after routing (Envoy's host_rewrite_literal).
+      assert.equal(answer.host, answer.server === "B" ? "b.test" : "llm.test");
+    }
     assert.deepEqual([...split].sort(), ["A", "B"], "both sides of the 50/50 split are used");
     await until(() => p.logs.length >= 43, "43 access-log lines");
     const routes = p.logs.map((l) => `${l.route_name} ${l.upstream_cluster}`);

@@ -158,10 +158,12 @@ export function seedCall(
   host: ProxyWasmHost,
   call: SeedCall,
   cuts: number[] = [],
+  finalCluster?: string,
 ): HttpStream & { status: number } {
   let answer = { status: 0, body: "" };
   const s = drive(host, {
     cluster: CLUSTER,
+    finalCluster,
     request: { headers: call.headers, body: REQUEST_BODY, cuts },
     response: (s) => {
       const up = upstreamRequest(s);

@@ -80,3 +80,24 @@ describe("JsonArrayReader", () => {
     expect(read(array, '[{"a":1},]', 0).usage.prompt).toBe(NO_COUNT);
   });
 });
+
+describe("after a reset", () => {
+  it("a message the reset cut short is dropped uncounted, in both framings", () => {
+    for (let i = 0; i < 2; i++) {
+      const r: MessageReader = i == 0 ? ndjson : array;
+      const text =
+        i == 0 ? '{"done":true,"eval_count":3}\n{"mod' : '[{"usageMetadata":{"promptTokenCount":2}},{"mo';
+      r.reset();
+      const bytes = String.UTF8.encode(text);
+      r.feed(changetype<usize>(bytes), <usize>bytes.byteLength);
+      r.finish(false);
+      expect(r.events).toBe(1);
+      expect(r.invalidEvents).toBe(0);
+      // The same bytes at a normal end: the open message is unreadable.
+      r.reset();
+      r.feed(changetype<usize>(bytes), <usize>bytes.byteLength);
+      r.finish();
+      expect(r.invalidEvents).toBeGreaterThan(0);
+    }
+  });
+});

@@ -3,8 +3,17 @@
 // validation (one message per problem, the broken entry skipped, never a key in a message).
 
 import { JSON } from "assemblyscript-json/assembly";
-import { Routing, sameHost, withQuery, AUTH_X_API_KEY, STREAM_UNSET } from "../llm/routing";
-import { readProviders, resolveKeys, needsEnvironment, lookup } from "../config/providers";
+import { Routing, sameHost, withQuery, keyClusterHost, AUTH_X_API_KEY, STREAM_UNSET } from "../llm/routing";
+import {
+  readProviders,
+  resolveKeys,
+  needsEnvironment,
+  lookup,
+  validHost,
+  validUnicode,
+  keyProblem,
+  trimEnd,
+} from "../config/providers";
 
 function routingOf(text: string, errors: string[]): Routing {
   const r = new Routing();
@@ -64,7 +73,10 @@ describe("routes", () => {
     );
     resolveKeys(r, ["OTHER=1", "K="], errors);
     expect(errors.length).toBe(1);
-    expect(errors[0].includes("names K,")).toBe(true);
+    expect(errors[0].includes("api_key_env' names a variable that the VM environment does not have")).toBe(
+      true,
+    );
+    expect(errors[0].includes("names K")).toBe(false);
     const p = r.find("h")!;
     expect(p.target.authValue).toBeNull();
     expect(String.UTF8.decode(p.targetFor("b").authValue!)).toBe("Bearer sk-b");
@@ -100,5 +112,62 @@ describe("validation", () => {
     expect(r.find("c")!.routes.size).toBe(0);
     expect(r.find("c")!.target.stream).toBe(STREAM_UNSET);
     for (let i = 0; i < errors.length; i++) expect(errors[i].includes("sk-")).toBe(false);
+  });
+});
+
+describe("the clusters a key may go through", () => {
+  it("only outbound|<port>|<subset>|<host>, with a bare host", () => {
+    expect(keyClusterHost("outbound|80||dashscope.aliyuncs.com")).toBe("dashscope.aliyuncs.com");
+    expect(keyClusterHost("outbound|443|v1|api.openai.com")).toBe("api.openai.com");
+    expect(keyClusterHost("inbound|80||dashscope.aliyuncs.com")).toBeNull();
+    expect(keyClusterHost("outbound|443||dashscope.aliyuncs.com:443")).toBeNull();
+    expect(keyClusterHost("outbound|x||dashscope.aliyuncs.com")).toBeNull();
+    expect(keyClusterHost("outbound|||dashscope.aliyuncs.com")).toBeNull();
+    expect(keyClusterHost("outbound|80|dashscope.aliyuncs.com")).toBeNull();
+    expect(keyClusterHost("outbound|80||a|b")).toBeNull();
+    expect(keyClusterHost("outbound|80||")).toBeNull();
+    expect(keyClusterHost("PassthroughCluster")).toBeNull();
+    expect(keyClusterHost("")).toBeNull();
+  });
+  it("finds the provider by the exact host, never by stripping a port", () => {
+    const r = routingOf('[{"host":"dashscope.aliyuncs.com"}]', []);
+    expect(r.forCluster("outbound|80||DashScope.aliyuncs.com")).not.toBeNull();
+    expect(r.forCluster("outbound|443||dashscope.aliyuncs.com:443")).toBeNull();
+    expect(r.forCluster("inbound|80||dashscope.aliyuncs.com")).toBeNull();
+    expect(r.forCluster("outbound|80||dashscope.aliyuncs.com.evil")).toBeNull();
+  });
+});
+
+describe("configured values", () => {
+  it("hosts: names or [IPv6], no port, scheme or path", () => {
+    expect(validHost("dashscope.aliyuncs.com")).toBe(true);
+    expect(validHost("ollama_internal")).toBe(true);
+    expect(validHost("[::1]")).toBe(true);
+    expect(validHost("a.example:443")).toBe(false);
+    expect(validHost("a..example")).toBe(false);
+    expect(validHost(".a")).toBe(false);
+    expect(validHost("a.")).toBe(false);
+    expect(validHost("a/b")).toBe(false);
+    expect(validHost("[::1]:80")).toBe(false);
+    expect(validHost("a|b")).toBe(false);
+    expect(validHost("")).toBe(false);
+  });
+  it("Unicode: a lone surrogate is refused, a pair is not", () => {
+    expect(validUnicode("qwen")).toBe(true);
+    expect(validUnicode("m-\ud83d\ude00")).toBe(true);
+    expect(validUnicode("q\ud800")).toBe(false);
+    expect(validUnicode("\udc00q")).toBe(false);
+    expect(validUnicode("\ud800\ud800")).toBe(false);
+  });
+  it("keys: trailing white space trimmed; control characters and more than 8 KiB refused", () => {
+    expect(trimEnd("sk-a\r\n \t")).toBe("sk-a");
+    expect(trimEnd(" sk-a")).toBe(" sk-a");
+    expect(keyProblem("sk-a")).toBeNull();
+    expect(keyProblem("sk-a\nb")).not.toBeNull();
+    expect(keyProblem("sk-a\u007fb")).not.toBeNull();
+    expect(keyProblem("k".repeat(8192))).toBeNull();
+    expect(keyProblem("k".repeat(8193))).not.toBeNull();
+    // 8 KiB counts UTF-8 bytes: 4097 two-byte characters are too many.
+    expect(keyProblem("\u00e9".repeat(4097))).not.toBeNull();
   });
 });

@@ -53,3 +53,16 @@ describe("SseReader", () => {
     expect(r.events).toBe(0);
   });
 });
+
+describe("SseReader after a reset", () => {
+  it("drops an event the reset cut short, uncounted; keeps the complete ones", () => {
+    const r = new SseReader(new JsonScanner(RESPONSE_SCHEMA), new Usage());
+    const text = 'data: {"model":"m","usage":{"prompt_tokens":5,"completion_tokens":6}}\n\ndata: {"choi';
+    const bytes = String.UTF8.encode(text);
+    r.feed(changetype<usize>(bytes), <usize>bytes.byteLength);
+    r.finish(false);
+    expect(r.events).toBe(1);
+    expect(r.invalidEvents).toBe(0);
+    expect(r.usage.prompt).toBe(5);
+  });
+});

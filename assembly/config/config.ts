@@ -43,7 +43,11 @@ import {
   DEFAULT_HEADER_DIMENSIONS,
   DEFAULT_CURRENCY,
   DEFAULT_GEN_AI_METRICS,
+  OPTION_MAX_ITEMS,
+  ENUM_FILTER_STATE,
+  REFUSED_PARTS_HEADER_DIMENSIONS,
 } from "./options";
+import { syntaxError } from "./syntax";
 import { headerDimension, stateBits, KEY_HEADER_PREFIX } from "../telemetry/names";
 import { asciiLower } from "../llm/hosts";
 import { Routing } from "../llm/routing";
@@ -132,18 +136,32 @@ export class Config {
     return this.injectStreamUsage && endsWithAny(stripQuery(path), USAGE_OPTION_PATHS);
   }
 
-  /** Sets one option from a value that has passed type validation; returns a problem or null. */
-  apply(option: i32, value: JSON.Value): string | null {
+  /**
+   * Sets one option from a value that has passed type validation. A list option keeps its good
+   * items: each bad one is one message in `errors`, naming the item (never a secret: header names
+   * and filter-state names are not).
+   */
+  apply(option: i32, value: JSON.Value, errors: string[]): void {
+    const key = OPTION_NAMES[option];
     switch (option) {
       case OPT_HEADER_DIMENSIONS: {
-        const headers = strings(value);
-        const names = new Array<string>(headers.length);
-        for (let i = 0; i < headers.length; i++) {
-          const name = headerDimension(headers[i]);
-          if (name === null) return "names a header that collides with a built-in dimension: " + headers[i];
-          if (names.includes(name)) return "names two headers with the same dimension: " + name;
-          names[i] = name;
-          headers[i] = asciiLower(headers[i]);
+        const given = capped(option, strings(value), errors);
+        const headers: string[] = [];
+        const names: string[] = [];
+        for (let i = 0; i < given.length; i++) {
+          const header = given[i];
+          const problem = refusedHeader(header);
+          if (problem !== null) {
+            errors.push("'" + key + "' " + problem + ": " + header + "; ignored");
+            continue;
+          }
+          const name = headerDimension(header)!;
+          if (names.includes(name)) {
+            errors.push("'" + key + "' names two headers with the same dimension: " + name + "; ignored");
+            continue;
+          }
+          names.push(name);
+          headers.push(asciiLower(header));
         }
         this.headers = headers;
         this.headerNames = names;
@@ -154,10 +172,23 @@ export class Config {
       case OPT_FILTER_STATE: {
         const names = strings(value);
         let bits: u32 = 0;
+        const unknown: string[] = [];
         for (let i = 0; i < names.length; i++) {
           const b = stateBits(names[i]);
-          if (b < 0) return "names an unknown key '" + names[i] + "' (the keys are listed in the README)";
-          bits |= <u32>b;
+          if (b < 0) unknown.push("'" + names[i] + "'");
+          else bits |= <u32>b;
+        }
+        if (unknown.length > 0) {
+          errors.push(
+            "'" +
+              key +
+              "' names unknown " +
+              (unknown.length == 1 ? "key " : "keys ") +
+              unknown.join(", ") +
+              ", ignored; the others are kept (known keys: " +
+              ENUM_FILTER_STATE.join(", ") +
+              ")",
+          );
         }
         this.filterState = bits;
         break;
@@ -181,7 +212,14 @@ export class Config {
         break;
       case OPT_CURRENCY: {
         const code = (value as JSON.Str).valueOf();
-        if (!isCurrencyCode(code)) return "must be an ISO 4217 code of three capital letters (USD, CNY, EUR)";
+        if (!isCurrencyCode(code)) {
+          errors.push(
+            "'" +
+              key +
+              "' must be an ISO 4217 code of three capital letters (USD, CNY, EUR); using the default",
+          );
+          break;
+        }
         this.currency = code;
         break;
       }
@@ -189,14 +227,53 @@ export class Config {
         this.genAiMetrics = (value as JSON.Bool).valueOf();
         break;
     }
-    return null;
   }
+}
+
+/**
+ * Why a header may not be a dimension, or null: a header that carries credentials would put a
+ * client's secret into a metric name and filter state; a name that maps to a built-in dimension
+ * would collide with it.
+ */
+function refusedHeader(header: string): string | null {
+  const lower = asciiLower(header);
+  for (let i = 0; i < REFUSED_PARTS_HEADER_DIMENSIONS.length; i++) {
+    if (lower.includes(REFUSED_PARTS_HEADER_DIMENSIONS[i]))
+      return "names a header that may carry credentials";
+  }
+  if (headerDimension(header) === null) return "names a header that collides with a built-in dimension";
+  return null;
+}
+
+/** The first OPTION_MAX_ITEMS items of a list option, with a message when there were more. */
+function capped(option: i32, items: string[], errors: string[]): string[] {
+  const max = OPTION_MAX_ITEMS[option];
+  if (max <= 0 || items.length <= max) return items;
+  errors.push(
+    "'" +
+      OPTION_NAMES[option] +
+      "' lists " +
+      items.length.toString() +
+      " items; at most " +
+      max.toString() +
+      " are kept, the rest are ignored",
+  );
+  return items.slice(0, max);
 }
 
 export class ConfigResult {
   config: Config = new Config();
   errors: string[] = [];
+  /**
+   * The whole configuration was ignored (not JSON, not an object): logged at error level, since
+   * every provider is lost with it and calls then go out without their key or model.
+   */
+  failed: bool = false;
 }
+
+/** What ignoring the whole configuration means for traffic, appended to that message. */
+export const IGNORED_CONSEQUENCE =
+  "the whole configuration is ignored and the defaults apply: no provider is configured, so provider calls go out without the configured key, model or path";
 
 const SYNTAX = new Schema();
 
@@ -218,12 +295,17 @@ export function parseConfig(bytes: Uint8Array): ConfigResult {
   const check = new JsonScanner(SYNTAX);
   check.feed(bytes.dataStart, <usize>bytes.length);
   if (!check.finish()) {
-    result.errors.push("configuration is not valid JSON; using defaults");
+    const where = syntaxError(bytes);
+    result.errors.push(
+      "configuration is not valid JSON" + (where !== null ? " at " + where : "") + "; " + IGNORED_CONSEQUENCE,
+    );
+    result.failed = true;
     return result;
   }
   const root = JSON.parse<Uint8Array>(bytes);
   if (!root.isObj) {
-    result.errors.push("configuration must be a JSON object; using defaults");
+    result.errors.push("configuration must be a JSON object; " + IGNORED_CONSEQUENCE);
+    result.failed = true;
     return result;
   }
   const obj = root as JSON.Obj;
@@ -255,8 +337,7 @@ export function parseConfig(bytes: Uint8Array): ConfigResult {
       readPrices(value!, result.config.prices, result.errors);
       continue;
     }
-    const rejected = result.config.apply(option, value!);
-    if (rejected !== null) result.errors.push("'" + key + "' " + rejected + "; using the default");
+    result.config.apply(option, value!, result.errors);
   }
   return result;
 }

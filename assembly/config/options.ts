@@ -25,6 +25,8 @@ export const OPTION_NAMES: string[] = ["paths", "inject_stream_usage", "strip_ac
 export const OPTION_TYPES: u8[] = [4, 1, 1, 2, 1, 4, 5, 4, 6, 5, 3, 1];
 export const OPTION_MINIMUMS: i64[] = [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
 export const OPTION_MAXIMUMS: i64[] = [9007199254740991, 9007199254740991, 9007199254740991, 100000, 9007199254740991, 9007199254740991, 9007199254740991, 9007199254740991, 9007199254740991, 9007199254740991, 9007199254740991, 9007199254740991];
+/** Most items of a list option (0: no cap). */
+export const OPTION_MAX_ITEMS: i32[] = [0, 0, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0];
 
 export const DEFAULT_PATHS: string[] = ["/chat/completions", "/completions", "/embeddings", "/responses", "/v1/messages", "/responses/compact", "GET /responses/*", "/models/{model}:generateContent", "/models/{model}:streamGenerateContent", "/models/{model}:embedContent", "/models/{model}:batchEmbedContents", "/publishers/google/models/{model}:predict", "/model/{model}/converse", "/model/{model}/converse-stream", "/model/{model}/invoke", "/model/{model}/invoke-with-response-stream", "/v2/chat", "/v2/embed", "/api/chat", "/api/generate", "/api/embed"];
 export const DEFAULT_INJECT_STREAM_USAGE: bool = false;
@@ -38,3 +40,6 @@ export const DEFAULT_RATE_LIMIT: bool = false;
 export const DEFAULT_PRICES: i32 = 0;
 export const DEFAULT_CURRENCY: string = "USD";
 export const DEFAULT_GEN_AI_METRICS: bool = false;
+export const REFUSED_PARTS_HEADER_DIMENSIONS: string[] = ["authorization", "cookie", "token", "secret", "password", "passwd", "credential", "api-key", "api_key", "apikey", "signature", "session"];
+export const RESERVED_NAMES_HEADER_DIMENSIONS: string[] = ["source_workload", "source_workload_namespace", "destination_service", "model", "response_model", "usage", "stream", "issue", "ratelimit", "currency"];
+export const ENUM_FILTER_STATE: string[] = ["all", "request_model", "request_prompt_tokens", "request_completion_tokens", "request_total_tokens", "request_cached_tokens", "request_cache_write_tokens", "request_reasoning_tokens", "response_model", "request_stream", "usage", "first_token_ms", "duration_ms", "ms_per_output_token"];

@@ -173,6 +173,67 @@ function releaseValue(): void {
   valueOwned = false;
 }
 
+/**
+ * Where the first of `paths` the host has is, in plugin memory; false when none. With `skipEmpty`,
+ * an empty value counts as absent and the next path is tried.
+ */
+function loadProperty(paths: ArrayBuffer[], skipEmpty: bool): bool {
+  for (let i = 0; i < paths.length; i++) {
+    const path = unchecked(paths[i]);
+    store<usize>(OUT_PTR, 0);
+    store<usize>(OUT_SIZE, 0);
+    if (proxy_get_property(changetype<usize>(path), path.byteLength, OUT_PTR, OUT_SIZE) != WasmResult.Ok)
+      continue;
+    valuePtr = load<usize>(OUT_PTR);
+    valueSize = load<usize>(OUT_SIZE);
+    valueOwned = true;
+    if (valueSize > 0 || !skipEmpty) return true;
+    releaseValue();
+  }
+  return false;
+}
+
+/** Whether the loaded value is `text`, compared in place (a string is made only for non-ASCII). */
+function valueIs(text: string): bool {
+  const n = text.length;
+  for (let j = 0; j < n; j++) {
+    if (text.charCodeAt(j) >= 0x80) return String.UTF8.decodeUnsafe(valuePtr, valueSize) == text;
+  }
+  if (valueSize != <usize>n) return false;
+  for (let j = 0; j < n; j++) {
+    if (<i32>load<u8>(valuePtr + <usize>j) != text.charCodeAt(j)) return false;
+  }
+  return true;
+}
+
+/**
+ * Whether the first of `paths` the host has equals `value`, compared in place: 1 equal, 0 not,
+ * -1 when the host has none of them (or only empty ones).
+ */
+export function propertyIs(paths: ArrayBuffer[], value: string): i32 {
+  if (!loadProperty(paths, true)) return -1;
+  const same = valueIs(value);
+  releaseValue();
+  return same ? 1 : 0;
+}
+
+/**
+ * Which of `values` the first of `paths` the host has (an empty value included: a route without
+ * a name) equals, compared in place; -1 for none (or when the host has no such property).
+ */
+export function propertyIndex(paths: ArrayBuffer[], values: string[]): i32 {
+  if (!loadProperty(paths, false)) return -1;
+  let found = -1;
+  for (let i = 0, n = values.length; i < n; i++) {
+    if (valueIs(unchecked(values[i]))) {
+      found = i;
+      break;
+    }
+  }
+  releaseValue();
+  return found;
+}
+
 /** A header of the given map, or null. Only readable during that map's headers callback. */
 export function getHeader(map: i32, name: ArrayBuffer): string | null {
   if (!findHeader(map, name)) return null;
@@ -194,6 +255,13 @@ export function headerChoice(map: i32, name: ArrayBuffer, a: ArrayBuffer, b: Arr
   else if (valueSize == m && memory.compare(valuePtr, changetype<usize>(b), m) == 0) choice = 1;
   releaseValue();
   return choice;
+}
+
+/** Whether a header is present: in the copy of the map loadHeaders made, without a host call. */
+export function hasHeader(map: i32, name: ArrayBuffer): bool {
+  if (!findHeader(map, name)) return false;
+  releaseValue();
+  return true;
 }
 
 /** Removes a header; only possible during that map's headers callback. */
@@ -266,6 +334,14 @@ export { release };
 /** Replaces the first `length` bytes of the current chunk of a body with `size` bytes at `ptr`. */
 export function replaceBuffer(type: i32, length: usize, ptr: usize, size: usize): bool {
   return proxy_set_buffer_bytes(type, 0, <u32>length, ptr, size) == WasmResult.Ok;
+}
+
+/**
+ * Appends `size` bytes at `ptr` to the current chunk of a body, whose size is `end` (Envoy's
+ * set_buffer_bytes adds the data when start is at or past the end).
+ */
+export function appendBuffer(type: i32, end: usize, ptr: usize, size: usize): bool {
+  return proxy_set_buffer_bytes(type, <u32>end, 0, ptr, size) == WasmResult.Ok;
 }
 
 function defineMetric(type: i32, name: string): i64 {

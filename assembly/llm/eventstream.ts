@@ -118,9 +118,9 @@ export class EventStreamReader extends MessageReader {
     }
   }
 
-  finish(): void {
+  finish(ended: bool = true): void {
     if (this.state != S_BROKEN && (this.state != S_PRELUDE || this.have > 0)) {
-      this.invalidEvents++; // cut inside a message
+      if (ended) this.invalidEvents++; // cut inside a message
       this.scanner.reset();
     }
   }

@@ -116,12 +116,12 @@ export class JsonArrayReader extends MessageReader {
     this.state = A_ERROR;
   }
 
-  finish(): void {
+  finish(ended: bool = true): void {
     const state = this.state;
     if (state == A_ELEMENT) {
-      this.invalidEvents++; // cut inside an element
+      if (ended) this.invalidEvents++; // cut inside an element
       this.scanner.reset();
-    } else if (state != A_DONE && state != A_ERROR) {
+    } else if (ended && state != A_DONE && state != A_ERROR) {
       this.invalidEvents++; // the array was not closed (or the body was empty)
     }
   }

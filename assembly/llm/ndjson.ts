@@ -39,12 +39,12 @@ export class NdjsonReader extends MessageReader {
     }
   }
 
-  finish(): void {
-    if (this.content) this.endLine();
+  finish(ended: bool = true): void {
+    if (this.content) this.endLine(!ended);
   }
 
-  private endLine(): void {
-    if (this.content) this.dispatch(true);
+  private endLine(cut: bool = false): void {
+    if (this.content) this.dispatch(true, cut);
     this.content = false;
   }
 }

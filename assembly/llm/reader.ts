@@ -38,16 +38,23 @@ export class MessageReader {
 
   feed(ptr: usize, len: usize): void {}
 
-  /** The body ended: a message still open is counted as unreadable, or read if it is complete. */
-  finish(): void {}
+  /**
+   * The body is over. `ended`: it ended normally, and a message still open is read if complete,
+   * else counted as unreadable. Otherwise the stream was reset: a message the reset cut short is
+   * dropped, neither read nor counted (as a JSON body cut by a reset is), in every framing.
+   */
+  finish(ended: bool = true): void {}
 
-  /** Ends one message; its values count only when `ok` and its JSON is one complete document. */
-  protected dispatch(ok: bool): void {
+  /**
+   * Ends one message; its values count only when `ok` and its JSON is one complete document. A
+   * message cut by a reset (`cut`) that is not complete is dropped uncounted.
+   */
+  protected dispatch(ok: bool, cut: bool = false): void {
     const s = this.scanner;
     if (ok && s.finish()) {
       this.events++;
       this.usage.add(s);
-    } else {
+    } else if (!cut) {
       this.invalidEvents++;
     }
     s.reset();

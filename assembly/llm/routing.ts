@@ -70,6 +70,20 @@ export class Provider {
   target: Target = new Target();
   /** Targets by Envoy route name, each already laid over the provider's own. */
   routes: Map<string, Target> = new Map<string, Target>();
+  /** The same as two arrays, for a lookup that compares the route name in place (no string). */
+  routeNames: string[] = [];
+  routeTargets: Target[] = [];
+
+  addRoute(name: string, target: Target): void {
+    this.routes.set(name, target);
+    const i = this.routeNames.indexOf(name);
+    if (i >= 0) {
+      this.routeTargets[i] = target;
+    } else {
+      this.routeNames.push(name);
+      this.routeTargets.push(target);
+    }
+  }
 
   /** The target for a request Envoy routed by the named route ("" when the route has no name). */
   targetFor(routeName: string | null): Target {
@@ -98,6 +112,65 @@ export class Routing {
     }
     return null;
   }
+
+  /**
+   * The provider whose key may go through an upstream cluster (keyClusterHost): its host is
+   * exactly the cluster's, with no port to strip. Null for any other cluster.
+   */
+  forCluster(cluster: string): Provider | null {
+    if (this.providers.length == 0) return null;
+    const at = keyClusterHostAt(cluster);
+    if (at < 0) return null;
+    const n = cluster.length - at;
+    for (let i = 0, m = this.providers.length; i < m; i++) {
+      const p = unchecked(this.providers[i]);
+      if (p.host.length == n && sameHostAt(p.host, cluster, at)) return p;
+    }
+    return null;
+  }
+}
+
+/**
+ * Where the host of an Istio outbound cluster through which a provider's key may go starts, or
+ * -1. Only `outbound|<port>|<subset>|<host>` with a numeric port and a bare host qualifies: an
+ * `inbound|...` cluster is the pod's own service, a host with a port (`...|api.example.com:443`)
+ * is no Istio service name, and PassthroughCluster or a plain Envoy cluster has no host at all.
+ * Found in place: no string is made per request.
+ */
+function keyClusterHostAt(cluster: string): i32 {
+  if (!cluster.startsWith("outbound|")) return -1;
+  const a = 8; // the first '|'
+  const b = cluster.indexOf("|", a + 1);
+  if (b <= a + 1) return -1;
+  for (let i = a + 1; i < b; i++) {
+    const c = cluster.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return -1;
+  }
+  const c = cluster.indexOf("|", b + 1);
+  if (c < 0 || c + 1 >= cluster.length) return -1;
+  for (let i = c + 1, n = cluster.length; i < n; i++) {
+    const d = cluster.charCodeAt(i);
+    if (d == 0x7c || d == 0x3a || d == 0x2f) return -1; // '|', ':', '/'
+  }
+  return c + 1;
+}
+
+/** The host keyClusterHostAt finds, or null. */
+export function keyClusterHost(cluster: string): string | null {
+  const at = keyClusterHostAt(cluster);
+  return at < 0 ? null : cluster.substring(at);
+}
+
+/** Whether `text` from `at` on is `lower` (already lower case), ignoring ASCII case. */
+function sameHostAt(lower: string, text: string, at: i32): bool {
+  const n = lower.length;
+  if (text.length - at != n) return false;
+  for (let i = 0; i < n; i++) {
+    let c = text.charCodeAt(at + i);
+    if (c >= 0x41 && c <= 0x5a) c += 0x20;
+    if (c != lower.charCodeAt(i)) return false;
+  }
+  return true;
 }
 
 /**
@@ -105,14 +178,7 @@ export class Routing {
  * name (`x` + host, host + `.evil.example`) never matches.
  */
 export function sameHost(lower: string, host: string): bool {
-  const n = lower.length;
-  if (host.length != n) return false;
-  for (let i = 0; i < n; i++) {
-    let c = host.charCodeAt(i);
-    if (c >= 0x41 && c <= 0x5a) c += 0x20;
-    if (c != lower.charCodeAt(i)) return false;
-  }
-  return true;
+  return sameHostAt(lower, host, 0);
 }
 
 /** `path` with the query string of `original` (if any) kept: `/?a=1` -> `/v1/chat/completions?a=1`. */

@@ -110,10 +110,14 @@ export class SseReader extends MessageReader {
     return p;
   }
 
-  /** The stream ended: an event still open counts if its data is a complete document. */
-  finish(): void {
+  /**
+   * The stream is over: an event still open counts if its data is a complete document. When it
+   * did not end normally (`ended` false: a reset), an open event that is not complete is dropped
+   * uncounted, as the other framings' (reader.ts) and a JSON body's are.
+   */
+  finish(ended: bool = true): void {
     if (this.line != L_NAME || this.nameLength > 0) this.endLine();
-    if (this.dataLines > 0) this.endEvent();
+    if (this.dataLines > 0) this.endEvent(!ended);
   }
 
   private startValue(): void {
@@ -159,13 +163,16 @@ export class SseReader extends MessageReader {
     this.nameLength = 0;
   }
 
-  /** An event ends: `[DONE]`, or one JSON document (invalid data counts as unreadable). */
-  private endEvent(): void {
+  /**
+   * An event ends: `[DONE]`, or one JSON document (invalid data counts as unreadable, unless the
+   * event was cut short by a reset: `cut`).
+   */
+  private endEvent(cut: bool = false): void {
     if (this.doneMatch == 6) {
       this.doneSeen = true;
       this.scanner.reset();
     } else {
-      this.dispatch(true);
+      this.dispatch(true, cut);
     }
     this.dataLines = 0;
     this.doneMatch = 0;

@@ -52,5 +52,7 @@ export const CLUSTER_PATHS: ArrayBuffer[] = [
 ];
 // The route's name (Envoy's %ROUTE_NAME%; in Istio a VirtualService http route's `name`): under
 // `xds` since Envoy 1.33, a Wasm-only top-level attribute before.
-export const P_XDS_ROUTE_NAME = String.UTF8.encode("xds\0route_name");
-export const P_ROUTE_NAME = String.UTF8.encode("route_name");
+export const ROUTE_NAME_PATHS: ArrayBuffer[] = [
+  String.UTF8.encode("xds\0route_name"),
+  String.UTF8.encode("route_name"),
+];

@@ -9,7 +9,7 @@ import { REQUEST_MODEL, REQUEST_STREAM, REQUEST_STREAM_OPTIONS } from "../llm/fo
 import { Target } from "../llm/routing";
 import { ClosingBrace, members } from "../llm/rewrite";
 import { Config } from "../config/config";
-import { readBuffer, replaceBuffer, bufferLength, release, BufferType } from "../host/host";
+import { readBuffer, replaceBuffer, appendBuffer, bufferLength, release, BufferType } from "../host/host";
 import { WINDOW } from "./chunks";
 
 /** Inserted before the closing brace of a streamed request that does not ask for usage. */
@@ -44,22 +44,41 @@ export class BodyInsertion {
     this.path = path;
   }
 
-  /** Scans a chunk of the body; the chunk holding the top-level closing brace gets the members. */
+  /**
+   * Scans a chunk of the body; the chunk holding the top-level closing brace gets the members.
+   * After an insertion the rest of the chunk is read where it now is, `extra` bytes further on,
+   * so that the scanner goes on with the client's bytes.
+   */
   feed(scanner: JsonScanner, size: usize): void {
     const brace = this.brace;
+    let shift: usize = 0;
     for (let start: usize = 0; start < size; start += WINDOW) {
       const length = size - start < WINDOW ? size - start : WINDOW;
-      const ptr = readBuffer(BufferType.HttpRequestBody, start, length);
+      const ptr = readBuffer(BufferType.HttpRequestBody, start + shift, length);
       if (ptr == 0) return;
       const got = bufferLength;
       const at = brace.feed(scanner, ptr, got);
       if (at >= 0) {
         const text = this.members(scanner, brace.empty);
-        if (text.length > 0 && !insert(start + <usize>at, start == 0 ? ptr : 0, text)) {
-          // The host refused the change: the body went on as the client sent it.
-          this.model = null;
-          this.stream = -1;
-          this.usageOption = false;
+        if (text.length > 0) {
+          const bytes = String.UTF8.encode(text);
+          const extra = <usize>bytes.byteLength;
+          const end = start + got;
+          const inserted =
+            start + <usize>at <= MAX_PREPEND
+              ? prepend(start + <usize>at, start == 0 ? ptr : 0, bytes)
+              : rotate(start + <usize>at, size, bytes, scanner, end);
+          release(ptr);
+          if (!inserted) {
+            // The host refused the change: the body went on as the client sent it.
+            this.model = null;
+            this.stream = -1;
+            this.usageOption = false;
+          } else if (end < size && start + <usize>at > MAX_PREPEND) {
+            return; // rotate() moved, and scanned, the rest of the chunk
+          }
+          shift = inserted ? extra : 0;
+          continue;
         }
       }
       release(ptr);
@@ -86,10 +105,17 @@ export class BodyInsertion {
 }
 
 /**
- * Inserts `text` at byte `at` of the current request chunk. `head` is the chunk's first bytes
- * when already read (they reach past `at`), else 0 and they are read again.
+ * Up to this insertion point, the bytes before it are read in one piece and put back with the
+ * members in one call; past it, the chunk is moved a window at a time (rotate).
  */
-function insert(at: usize, head: usize, text: string): bool {
+const MAX_PREPEND: usize = 2 * WINDOW;
+
+/**
+ * Inserts `bytes` at byte `at` of the current request chunk, by replacing its first `at` bytes
+ * with them and the members. `head` is the chunk's first bytes when already read (they reach
+ * past `at`), else 0 and they are read again.
+ */
+function prepend(at: usize, head: usize, bytes: ArrayBuffer): bool {
   let prefix = head;
   if (prefix == 0 && at > 0) {
     prefix = readBuffer(BufferType.HttpRequestBody, 0, at);
@@ -98,7 +124,6 @@ function insert(at: usize, head: usize, text: string): bool {
       return false;
     }
   }
-  const bytes = String.UTF8.encode(text);
   const extra = <usize>bytes.byteLength;
   const out = heap.alloc(at + extra);
   if (at > 0) memory.copy(out, prefix, at);
@@ -108,4 +133,47 @@ function insert(at: usize, head: usize, text: string): bool {
   heap.free(out);
   if (prefix != head) release(prefix);
   return done;
+}
+
+/**
+ * Inserts `bytes` at byte `at` of the current request chunk of `size` bytes without holding more
+ * than a window of it: Envoy's set_buffer_bytes can only drain-and-prepend at the start or
+ * append at the end, so the bytes before `at` are moved, a window at a time, from the front to
+ * the back; then the members are appended; then the bytes from `at` on are moved the same way.
+ * The chunk is then the client's bytes with the members at `at`, and every byte was moved once.
+ * Bytes from `scanned` on have not been fed to the scanner yet: they are fed as they pass.
+ */
+function rotate(at: usize, size: usize, bytes: ArrayBuffer, scanner: JsonScanner, scanned: usize): bool {
+  // The first move is the only one that may fail without having changed anything: the host
+  // refuses set_buffer_bytes only for a position that is neither the start nor the end.
+  if (!moveFront(at, size, null, 0)) return false;
+  if (!appendBuffer(BufferType.HttpRequestBody, size, changetype<usize>(bytes), <usize>bytes.byteLength))
+    return false;
+  return moveFront(size - at, size + <usize>bytes.byteLength, scanner, scanned - at);
+}
+
+/**
+ * Moves the first `count` bytes of the current request chunk (of `size` bytes) to its end, a
+ * window at a time; the bytes from offset `from` of those moved are fed to `scanner`.
+ */
+function moveFront(count: usize, size: usize, scanner: JsonScanner | null, from: usize): bool {
+  for (let moved: usize = 0; moved < count;) {
+    const n = count - moved < WINDOW ? count - moved : WINDOW;
+    const ptr = readBuffer(BufferType.HttpRequestBody, 0, n);
+    if (ptr == 0 || bufferLength < n) {
+      release(ptr);
+      return false;
+    }
+    if (scanner !== null && moved + n > from) {
+      const skip = from > moved ? from - moved : 0;
+      scanner.feed(ptr + skip, n - skip);
+    }
+    const ok =
+      replaceBuffer(BufferType.HttpRequestBody, n, ptr, 0) &&
+      appendBuffer(BufferType.HttpRequestBody, size - n, ptr, n);
+    release(ptr);
+    if (!ok) return false;
+    moved += n;
+  }
+  return true;
 }

@@ -1,20 +1,27 @@
 // SPDX-License-Identifier: Apache-2.0
 // A POST to a configured provider (`providers`): which provider and route it is for, and the
-// request-header changes that complete it (path, authority of a split, key). Everything is read
-// before any header changes, because each request-header change makes Envoy clear the route cache
-// and choose the route again. Used within one request-header callback; the stream keeps the
-// upstream cluster for its metrics.
+// request-header changes that complete it (path, key). Everything is read before any header
+// changes, because each request-header change makes Envoy clear the route cache and choose the
+// route again (after every decoder filter, in the router). The plugin therefore changes no header
+// a route of the shipped bundle matches on, never :authority (a split gives its second host its
+// host name in the route, applied after routing), and records which cluster a key was allowed
+// for, so that the stream can check the router's final choice when the response starts. Used
+// within one request-header callback; the stream keeps what it needs.
 
-import { Routing, Target, withQuery } from "../llm/routing";
+import { Routing, Provider, Target, withQuery } from "../llm/routing";
 import { serviceFromCluster } from "../llm/hosts";
-import { getProperty, replaceHeader, log, logEnabled, LogLevel, HeaderMapType } from "../host/host";
+import { propertyIndex, replaceHeader, log, logEnabled, LogLevel, HeaderMapType } from "../host/host";
 import { firstProperty } from "./root";
-import { H_PATH, H_AUTHORITY, CLUSTER_PATHS, P_XDS_ROUTE_NAME, P_ROUTE_NAME } from "./headers";
+import { H_PATH, CLUSTER_PATHS, ROUTE_NAME_PATHS } from "./headers";
 
-/** The route name, "" when the route has none; read only for a call to a provider with routes. */
-function routeName(): string | null {
-  const name = getProperty(P_XDS_ROUTE_NAME);
-  return name !== null ? name : getProperty(P_ROUTE_NAME);
+/**
+ * The provider's target for the route Envoy chose, its route name compared in place with the
+ * provider's route names (no string made); read only for a provider with routes.
+ */
+function routeTarget(provider: Provider): Target {
+  if (provider.routeNames.length == 0) return provider.target;
+  const i = propertyIndex(ROUTE_NAME_PATHS, provider.routeNames);
+  return i >= 0 ? unchecked(provider.routeTargets[i]) : provider.target;
 }
 
 export class ProviderCall {
@@ -25,10 +32,15 @@ export class ProviderCall {
   cluster: string | null = null;
   /** The service host that cluster names (serviceFromCluster). */
   clusterService: string | null = null;
-  /** The provider's host, when the route chose a provider other than the one the authority names. */
-  private movedTo: string | null = null;
-  /** The upstream cluster is the provider's own (Istio's outbound|port||host): the key may go. */
+  /**
+   * The upstream cluster is the provider's own (Istio's outbound|<port>|<subset>|<host> with the
+   * provider's exact host, llm/routing.ts keyClusterHost): the key may go.
+   */
   private keyAllowed: bool = false;
+  private providerHost: string = "";
+  /** The provider whose key was set, and the cluster it was allowed for; null when none was. */
+  keyHost: string | null = null;
+  keyCluster: string | null = null;
 
   /**
    * The provider this POST is for and what its route sets, or null. The upstream cluster decides
@@ -36,15 +48,16 @@ export class ProviderCall {
    * otherwise. A cluster that names another service is not a provider call: its key stays home.
    * The key goes only where the cluster is the provider's own: not through PassthroughCluster
    * (no ServiceEntry), which would send it wherever the client's DNS pointed, without the TLS a
-   * DestinationRule originates.
+   * DestinationRule originates, nor through an inbound cluster or one whose host has a port.
    */
   find(routing: Routing, path: string, authority: string, known: bool): Target | null {
     this.path = path;
     this.authority = authority;
     this.cluster = null;
     this.clusterService = null;
-    this.movedTo = null;
     this.keyAllowed = false;
+    this.keyHost = null;
+    this.keyCluster = null;
     let provider = routing.find(authority);
     if (provider === null && !known) return null;
     const cluster = firstProperty(CLUSTER_PATHS);
@@ -52,17 +65,16 @@ export class ProviderCall {
     const service = cluster !== null ? serviceFromCluster(cluster) : null;
     this.clusterService = service;
     if (service !== null) {
-      const named = provider;
+      // The cluster's provider, which a weighted split may have chosen over the authority's.
       provider = routing.find(service);
-      // A weighted split sent the call to another provider: it gets its own host name too.
-      if (provider !== null && provider !== named) this.movedTo = provider.host;
-      this.keyAllowed = provider !== null;
+      this.keyAllowed = provider !== null && routing.forCluster(cluster!) === provider;
     }
     if (provider === null) return null;
-    return provider.targetFor(provider.routes.size > 0 ? routeName() : null);
+    this.providerHost = provider.host;
+    return routeTarget(provider);
   }
 
-  /** Sets the provider's path (for a path that names no known API), authority and key. */
+  /** Sets the provider's path (for a path that names no known API) and key. */
   apply(target: Target, known: bool): void {
     const path = this.path;
     if (!known && target.path.length > 0) {
@@ -70,18 +82,14 @@ export class ProviderCall {
       const bytes = upstream.length == target.path.length ? target.pathBytes : String.UTF8.encode(upstream);
       if (replaceHeader(HeaderMapType.RequestHeaders, H_PATH, bytes)) this.path = upstream;
     }
-    const moved = this.movedTo;
-    if (
-      moved !== null &&
-      replaceHeader(HeaderMapType.RequestHeaders, H_AUTHORITY, String.UTF8.encode(moved))
-    ) {
-      this.authority = moved;
-    }
     // The configured key replaces whatever the client sent in that header.
     const key = target.authValue;
     if (key === null) return;
     if (this.keyAllowed) {
-      replaceHeader(HeaderMapType.RequestHeaders, target.authName, key);
+      if (replaceHeader(HeaderMapType.RequestHeaders, target.authName, key)) {
+        this.keyHost = this.providerHost;
+        this.keyCluster = this.cluster;
+      }
     } else if (logEnabled(LogLevel.Debug)) {
       const cluster = this.cluster !== null && this.cluster!.length > 0 ? this.cluster! : "-";
       log(

@@ -7,6 +7,7 @@ import { Usage, NO_COUNT } from "../llm/usage";
 import { ApiRules, DEFAULT_API } from "../llm/apis";
 import { RecentIds } from "../llm/recent";
 import { hostFromAuthority, serviceFromCluster } from "../llm/hosts";
+import { pathEnd } from "../llm/paths";
 import {
   USAGE_PRESENT,
   USAGE_MISSING,
@@ -74,6 +75,11 @@ export class Call extends Destination {
   root: Root;
   authority: string = "";
   path: string = "";
+  /** The path as log lines show it: without its query string, which may carry a key (`?key=`). */
+  get logPath(): string {
+    const end = pathEnd(this.path);
+    return end == this.path.length ? this.path : this.path.substring(0, end);
+  }
   /** Values of the configured header dimensions (none: a shared empty array, no allocation). */
   headers: string[] = NO_HEADERS;
   /** What the path shape says of the API (llm/apis.ts). */

@@ -32,6 +32,7 @@ import {
   METRIC_COST,
   METRIC_COST_UNPRICED,
   TAG_CURRENCY,
+  keyMisrouteName,
 } from "../telemetry/names";
 import { toMicros } from "../telemetry/cost";
 import { GenAiHistograms } from "./genai";
@@ -150,6 +151,9 @@ export class Root {
   private configProblemsId: i64 = -1;
   /** `gen_ai_metrics`: OpenTelemetry's token histogram, with its own series. */
   private genAi: GenAiHistograms = new GenAiHistograms();
+  /** Key-misroute counter ids by provider host, defined on first use (one per provider at most). */
+  private misrouteHosts: string[] = [];
+  private misrouteIds: i64[] = [];
 
   constructor() {
     for (let i = 0; i < this.issueIds.length; i++) unchecked((this.issueIds[i] = -1));
@@ -165,8 +169,11 @@ export class Root {
     this.table.clear();
     this.genAi.clear();
     this.foldedSeries = -1;
+    // A configuration ignored as a whole loses its providers: keys and models are then missing
+    // from every provider call, which is worth more than a warn.
+    const level = result.failed ? LogLevel.Error : LogLevel.Warn;
     for (let i = 0; i < result.errors.length; i++) {
-      log(LogLevel.Warn, "asm-llm-proxy: " + result.errors[i]);
+      log(level, "asm-llm-proxy: " + result.errors[i]);
     }
     // Set, not incremented, and also to 0: a good configuration clears what a bad one reported.
     if (this.configProblemsId < 0) this.configProblemsId = defineGauge(METRIC_CONFIG_PROBLEMS);
@@ -288,6 +295,19 @@ export class Root {
     }
     definedSinceCollect += g.defined;
     g.defined = 0;
+  }
+
+  /** Counts a provider key that went with a call to another cluster than its own. */
+  keyMisrouted(provider: string): void {
+    const known = this.misrouteHosts.indexOf(provider);
+    let id: i64 = known >= 0 ? this.misrouteIds[known] : -1;
+    if (id < 0) {
+      id = defineCounter(keyMisrouteName(this.workload, this.namespace, provider));
+      if (id < 0) return;
+      this.misrouteHosts.push(provider);
+      this.misrouteIds.push(id);
+    }
+    incrementCounter(<u32>id, 1);
   }
 
   /** Counts one occurrence of the filter's own trouble. */

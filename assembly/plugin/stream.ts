@@ -38,7 +38,10 @@ import {
   headerChoice,
   loadHeaders,
   dropHeaders,
+  hasHeader,
   removeHeader,
+  propertyIs,
+  getProperty,
   setProperty,
   setPropertyCount,
   nowNanos,
@@ -78,6 +81,7 @@ import {
   P_REQUEST_MODEL,
   P_REQUEST_STREAM,
   P_FIRST_TOKEN_MS,
+  CLUSTER_PATHS,
 } from "./headers";
 
 /** Opt-in keys that need the time of the first response byte of a call that is not streamed. */
@@ -104,6 +108,12 @@ export class Stream extends Call {
   contextId: u32 = 0;
   /** The token budget check of this call, when `rate_limit` checked it. */
   check: Check | null = null;
+  /**
+   * A provider key was set: the provider's host and the cluster the key was allowed for, until
+   * the router's final choice is checked (checkKeyRoute).
+   */
+  keyHost: string | null = null;
+  keyCluster: string | null = null;
 
   constructor(root: Root) {
     super(root);
@@ -167,7 +177,8 @@ export class Stream extends Call {
     if (target !== null) {
       call.apply(target, known);
       this.path = call.path;
-      this.authority = call.authority;
+      this.keyHost = call.keyHost;
+      this.keyCluster = call.keyCluster;
       // A routed path (the seed's `/`) is read as the API the provider's path names.
       if (!known) {
         shape = config.matchShape(false, this.path);
@@ -189,17 +200,22 @@ export class Stream extends Call {
     }
     // Ask for an uncompressed response, so that its usage can be read (clients such as the
     // OpenAI SDKs ask for gzip by default, and the sidecar has no decompressor).
-    if (config.stripAcceptEncoding) removeHeader(HeaderMapType.RequestHeaders, H_ACCEPT_ENCODING);
+    // Only when present: removing an absent header is a host call and a route-cache clear for
+    // nothing.
+    if (config.stripAcceptEncoding && hasHeader(HeaderMapType.RequestHeaders, H_ACCEPT_ENCODING)) {
+      removeHeader(HeaderMapType.RequestHeaders, H_ACCEPT_ENCODING);
+    }
     if (endOfStream) return wait;
     this.request = takeRequestScanner();
     // Headers can only change now, before the body shows whether it will change; without
     // content-length Envoy frames the body itself (chunked, or HTTP/2 data frames).
     // An API that names its model and stream in the path (Gemini, Bedrock) gets no body members.
+    const sized = hasHeader(HeaderMapType.RequestHeaders, H_CONTENT_LENGTH);
     if (target !== null && target.rewritesBody && !this.pathModel && !this.api.pathNamesStream) {
-      removeHeader(HeaderMapType.RequestHeaders, H_CONTENT_LENGTH);
+      if (sized) removeHeader(HeaderMapType.RequestHeaders, H_CONTENT_LENGTH);
       this.startInsertion(target);
     } else if (config.acceptsUsageOption(this.path)) {
-      if (removeHeader(HeaderMapType.RequestHeaders, H_CONTENT_LENGTH)) this.startInsertion(null);
+      if (!sized || removeHeader(HeaderMapType.RequestHeaders, H_CONTENT_LENGTH)) this.startInsertion(null);
     }
     return wait;
   }
@@ -265,7 +281,7 @@ export class Stream extends Call {
         log(
           LogLevel.Debug,
           "asm-llm-proxy: request body of " +
-            this.path +
+            this.logPath +
             " is not JSON (" +
             ERROR_NAMES[scanner.error] +
             "); nothing recorded from it",
@@ -305,7 +321,36 @@ export class Stream extends Call {
       setProperty(P_REQUEST_STREAM, stream ? "true" : "false");
   }
 
+  /**
+   * Once the router has chosen (from the response on, `xds.cluster_name` is final): a key that
+   * went with the call to another cluster than the one it was allowed for is an error, logged
+   * with both clusters (never the key) and counted per provider. A header the plugin changed
+   * made Envoy choose the route again, and a route matched on it (README: the precondition).
+   */
+  private checkKeyRoute(): void {
+    const allowed = this.keyCluster;
+    if (allowed === null) return;
+    this.keyCluster = null;
+    if (this.refused) return; // answered by the plugin itself: the key went nowhere
+    if (propertyIs(CLUSTER_PATHS, allowed) != 0) return; // the same, or not known to the proxy
+    const host = this.keyHost!;
+    let final = getProperty(CLUSTER_PATHS[0]);
+    if (final === null || final.length == 0) final = getProperty(CLUSTER_PATHS[1]);
+    log(
+      LogLevel.Error,
+      "asm-llm-proxy: the key of provider " +
+        host +
+        ", allowed for cluster " +
+        allowed +
+        ", went with a call Envoy routed to cluster " +
+        (final !== null ? final : "-") +
+        " after the plugin's header changes: a route matches on :path, the auth header, accept-encoding or content-length",
+    );
+    this.root.keyMisrouted(host);
+  }
+
   onResponseHeaders(endOfStream: bool): void {
+    this.checkKeyRoute();
     if (!this.llm || this.refused) return;
     // :status, content-type and content-encoding from one copy of the map: one host call.
     loadHeaders(HeaderMapType.ResponseHeaders);
@@ -348,7 +393,7 @@ export class Stream extends Call {
   private emptyBody(): void {
     this.responseParseFailed = true;
     this.root.issue(ISSUE_PARSE_ERROR);
-    log(LogLevel.Info, "asm-llm-proxy: response body of " + this.path + " is empty; no tokens recorded");
+    log(LogLevel.Info, "asm-llm-proxy: response body of " + this.logPath + " is empty; no tokens recorded");
   }
 
   /** An API that states what it bills in headers (Bedrock InvokeModel); only read on its paths. */
@@ -359,7 +404,7 @@ export class Stream extends Call {
 
   private skipResponse(why: string): void {
     if (logEnabled(LogLevel.Debug)) {
-      log(LogLevel.Debug, "asm-llm-proxy: response to " + this.path + " not read: " + why);
+      log(LogLevel.Debug, "asm-llm-proxy: response to " + this.logPath + " not read: " + why);
     }
   }
 
@@ -392,6 +437,8 @@ export class Stream extends Call {
    * (client cancel, upstream reset, timeout) or ended without end_of_stream reaching the filter.
    */
   onLog(): void {
+    // A call reset before its response still went where the router chose.
+    this.checkKeyRoute();
     this.finishRequest();
     if (this.llm && !this.completed) this.complete();
   }
@@ -426,7 +473,7 @@ export class Stream extends Call {
         log(
           LogLevel.Info,
           "asm-llm-proxy: response body of " +
-            this.path +
+            this.logPath +
             " could not be read (" +
             ERROR_NAMES[scanner.error] +
             "); no tokens recorded",
@@ -438,11 +485,13 @@ export class Stream extends Call {
     if (reader === null) return null;
     this.reader = null;
     returnReader(reader);
-    reader.finish();
+    // After a reset, the message it cut short is dropped uncounted, in every framing, as a JSON
+    // document cut by a reset is (README, failure behaviour).
+    reader.finish(this.responseEnded);
     const usage = reader.usage;
     const invalid = reader.invalidEvents;
     if (invalid > 0) {
-      // Some events or messages could not be read: the usage comes from the others.
+      // Some events or messages could not be read: the usage comes from the others, if any.
       this.root.issue(ISSUE_PARSE_ERROR);
       if (!usage.hasTokens) this.responseParseFailed = true;
       log(
@@ -450,9 +499,11 @@ export class Stream extends Call {
         "asm-llm-proxy: " +
           invalid.toString() +
           " event(s) of the stream of " +
-          this.path +
-          " could not be read; usage taken from the other " +
-          reader.events.toString(),
+          this.logPath +
+          " could not be read; " +
+          (usage.hasTokens
+            ? "usage taken from the other " + reader.events.toString()
+            : "none of the other " + reader.events.toString() + " carried usage"),
       );
     }
     return usage;

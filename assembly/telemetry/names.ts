@@ -139,7 +139,10 @@ export const USAGE_STATUSES: string[] = [
   USAGE_ERROR,
 ];
 
-/** Dimension names a configured header may not take. */
+/**
+ * Dimension names a configured header may not take. options.json lists the same for the JSON
+ * Schema (header_dimensions.reservedNames); tests/config-mistakes.test.ts checks they agree.
+ */
 const RESERVED_DIMENSIONS: string[] = [
   "source_workload",
   "source_workload_namespace",
@@ -197,6 +200,18 @@ export const ISSUE_NAMES: string[] = ["encoded_body", "parse_error", "cardinalit
  */
 export const METRIC_CONFIG_PROBLEMS = "asm_llm_proxy_config_problems";
 
+/**
+ * A provider key that went with a call the router sent, after the plugin's header changes, to
+ * another cluster than the one the key was allowed for: a counter per source workload and
+ * provider, `asm_llm_proxy_key_misroutes|llmproxy_source_workload=..|..._namespace=..|
+ * llmproxy_destination_service=<provider host>` (the bootstrap's stats_tags of those three).
+ */
+export const METRIC_KEY_MISROUTES = "asm_llm_proxy_key_misroutes";
+
+export function keyMisrouteName(workload: string, namespace: string, provider: string): string {
+  return METRIC_KEY_MISROUTES + sourceAndDestination(workload, namespace, tagValue(provider));
+}
+
 export function issueName(issue: i32): string {
   return METRIC_ISSUES + "|" + TAG_ISSUE + "=" + ISSUE_NAMES[issue];
 }
@@ -240,6 +255,11 @@ export function tagValue(value: string): string {
  * Each value must already have passed through tagValue.
  */
 export function tagSuffix(workload: string, namespace: string, destination: string, model: string): string {
+  return sourceAndDestination(workload, namespace, destination) + "|" + TAG_MODEL + "=" + model;
+}
+
+/** `|llmproxy_source_workload=..|llmproxy_source_workload_namespace=..|llmproxy_destination_service=..`. */
+function sourceAndDestination(workload: string, namespace: string, destination: string): string {
   // One join rather than a chain of concatenations: a single allocation of the result.
   return [
     "|",
@@ -254,10 +274,6 @@ export function tagSuffix(workload: string, namespace: string, destination: stri
     TAG_DESTINATION_SERVICE,
     "=",
     destination,
-    "|",
-    TAG_MODEL,
-    "=",
-    model,
   ].join("");
 }
 

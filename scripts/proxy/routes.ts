@@ -160,11 +160,20 @@ class Reader {
     return { name, test: (h) => tests.every((t) => t(h)) };
   }
 
-  destinations(value: unknown, at: string): Array<{ cluster: string; weight: number }> {
+  destinations(value: unknown, at: string): RouteRule["clusters"] {
     const routes = this.list(value, at);
-    const out: Array<{ cluster: string; weight: number }> = [];
+    const out: RouteRule["clusters"] = [];
     routes.forEach((r, i) => {
-      const dr = this.fields(r, `${at}[${i}]`, DESTINATION_ROUTE, ["headers"]);
+      const dr = this.fields(r, `${at}[${i}]`, [...DESTINATION_ROUTE, "headers"]);
+      // A destination's host name (headers.request.set.host or :authority: Envoy's
+      // host_rewrite_literal, applied after routing); its other header operations are not emulated.
+      const set = dr.headers?.request?.set ?? {};
+      const authority: unknown = set.host ?? set[":authority"];
+      const others = JSON.stringify({ ...dr.headers, request: { ...dr.headers?.request, set: undefined } });
+      if (dr.headers !== undefined && others !== '{"request":{}}')
+        this.routes.warnings.push(
+          `${this.where}: ${at}[${i}].headers other than request.set.host are not emulated (ignored)`,
+        );
       const d = this.fields(dr.destination, `${at}[${i}].destination`, DESTINATION);
       if (typeof d.host !== "string" || d.host === "") {
         this.routes.errors.push(`${this.where}: ${at}[${i}].destination.host is required`);
@@ -180,7 +189,11 @@ class Reader {
       if (!Number.isInteger(weight) || weight < 0)
         this.routes.errors.push(`${this.where}: ${at}[${i}].weight must be a whole number`);
       if (weight > 0)
-        out.push({ cluster: clusterName(d.host.toLowerCase(), port || 80, d.subset ?? ""), weight });
+        out.push({
+          cluster: clusterName(d.host.toLowerCase(), port || 80, d.subset ?? ""),
+          weight,
+          ...(typeof authority === "string" ? { authority } : {}),
+        });
     });
     return out;
   }

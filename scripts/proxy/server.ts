@@ -336,9 +336,11 @@ export class LocalProxy {
     const { s, req } = x;
     const tls = target.protocol === "https:";
     const prefix = target.pathname.replace(/\/$/, "");
+    // The request as the router sends it: after the route's host rewrite, if it has one.
+    const upstream = s.upstreamRequestHeaders;
     const headers: string[] = [];
-    headers.push("host", get(s.requestHeaders, ":authority") ?? "");
-    headers.push(...flat(s.requestHeaders));
+    headers.push("host", get(upstream, ":authority") ?? "");
+    headers.push(...flat(upstream));
     const up = (tls ? httpsRequest : httpRequest)({
       host: target.hostname.replace(/^\[|\]$/g, ""),
       port: target.port || (tls ? 443 : 80),

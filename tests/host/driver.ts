@@ -38,6 +38,8 @@ export interface Call {
   cluster?: string;
   /** Envoy's stream id, which a weighted route split picks by. */
   streamId?: number;
+  /** The cluster the router finally chooses, when it differs from the one read in the request. */
+  finalCluster?: string;
   request: Request;
   /** Milliseconds on the host clock between the request and the response headers. */
   wait?: number;
@@ -54,7 +56,7 @@ const enc = new TextEncoder();
 const bytes = (data: string | Uint8Array) => (typeof data === "string" ? enc.encode(data) : data);
 
 export function drive(host: ProxyWasmHost, c: Call): HttpStream {
-  const s = host.stream({ cluster: c.cluster, streamId: c.streamId });
+  const s = host.stream({ cluster: c.cluster, streamId: c.streamId, finalCluster: c.finalCluster });
   const { headers, body, cuts = [] } = c.request;
   s.sendRequestHeaders(headers, body === undefined);
   if (body !== undefined) s.sendRequestChunks(body, cuts);

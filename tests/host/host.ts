@@ -14,9 +14,13 @@
 // - a trap marks the VM failed; later calls are skipped as under FAIL_OPEN, and the trap is kept
 //   for the test to assert on (§7);
 // - with `routes`, the route is chosen from the request headers as the HTTP connection manager
-//   does before the filters run; every request-header change clears the route cache and the route
-//   is chosen again with the new headers (Envoy context.cc: add/replace/remove header call
-//   clearRouteCache), a weighted split picking by the stream id as Envoy does;
+//   does before the filters run; every request-header change clears the route cache and the
+//   router chooses the route again with the new headers once the filters are done (Envoy
+//   context.cc: add/replace/remove header call clearRouteCache), a weighted split picking by the
+//   stream id as Envoy does. Until then the route and cluster a filter reads are the stale ones
+//   (conn_manager_impl.cc clearRouteCache resets only the cache, not StreamInfo's route); from the
+//   response on they are the router's final choice. A destination's `authority` is applied after
+//   that choice, as Envoy's host_rewrite_literal is (upstreamRequestHeaders);
 // - VM environment variables (vm_config.environment_variables) through WASI environ_get;
 // - proxy_http_call sends real HTTP to the loopback port `clusters` maps the cluster name to, as
 //   the root context (proxy-wasm-cpp-host exports.cc http_call: contextOrEffectiveContext()->
@@ -125,13 +129,22 @@ export interface RouteRule {
   headers?: Record<string, string>;
   /** Any further match (a request header's value, every value joined with commas, or undefined). */
   matches?: (header: (name: string) => string | undefined) => boolean;
-  /** Weighted destinations (one with any weight for a plain route). */
-  clusters: Array<{ cluster: string; weight: number }>;
+  /**
+   * Weighted destinations (one with any weight for a plain route); `authority` is the host the
+   * router writes into :authority after choosing it (Istio headers.request.set.host on a
+   * destination: Envoy's host_rewrite_literal).
+   */
+  clusters: Array<{ cluster: string; weight: number; authority?: string }>;
 }
 
 export interface StreamOptions {
   /** The upstream cluster name (xds.cluster_name), e.g. "outbound|80||dashscope.aliyuncs.com". */
   cluster?: string;
+  /**
+   * The cluster the router finally chooses, when it is not the one the filter read in the
+   * request headers (`cluster`, or the route's); read from the response on.
+   */
+  finalCluster?: string;
   /** Envoy's stream id, which a weighted split picks by; derived from the context id if unset. */
   streamId?: number;
 }
@@ -934,9 +947,13 @@ export class HttpStream {
   routePicks = 0;
   /** The cluster of each route choice, in order. */
   readonly pickedClusters: Array<string | undefined> = [];
+  /** The request headers as the router sends them upstream: after the route's host rewrite. */
+  upstreamRequestHeaders: Headers = [];
   ended = false;
-  private route: { name?: string; cluster: string } | null = null;
+  private route: { name?: string; cluster: string; authority?: string } | null = null;
   private routeStale = true;
+  /** The router has run: the route is final. */
+  private routed = false;
 
   private phase: Phase = "none";
   /** The body buffer of the running body callback: parts, joined only when the plugin reads it. */
@@ -972,7 +989,7 @@ export class HttpStream {
     const waiting = this.waitingBody;
     this.waitingBody = null;
     if (waiting) this.body(0, concat(waiting.parts), waiting.end);
-    this.release("continue");
+    this.toRouter();
   }
 
   /**
@@ -1008,53 +1025,55 @@ export class HttpStream {
     this.routeStale = true;
   }
 
-  /** The route Envoy has for the current request headers (chosen again after a clear). */
-  private currentRoute(): { name?: string; cluster: string } | null {
+  /** Chooses the route from the current request headers (the connection manager, the router). */
+  private pickRoute(): void {
     const rules = this.host.options.routes;
-    if (!rules) return null;
-    if (this.routeStale) {
-      this.routeStale = false;
-      this.routePicks++;
-      // Envoy's header matchers see every value of a repeated header, joined with commas.
-      const get = (k: string) =>
-        this.requestHeaders
-          .filter(([n]) => n === k)
-          .map(([, v]) => v)
-          .join(",");
-      const has = (k: string) => this.requestHeaders.some(([n]) => n === k);
-      const rule = rules.find(
-        (r) =>
-          Object.entries(r.headers ?? {}).every(([k, v]) => get(k) === v) &&
-          (r.matches === undefined || r.matches((k) => (has(k) ? get(k) : undefined))),
-      );
-      if (!rule) this.route = null;
-      else {
-        // Envoy: random value (the stream id) modulo the total weight, then cumulative weights.
-        const total = rule.clusters.reduce((n, c) => n + c.weight, 0);
-        let pick = (this.options.streamId ?? this.id * 2654435761) % Math.max(total, 1);
-        let chosen = rule.clusters[0];
-        for (const c of rule.clusters) {
-          if (pick < c.weight) {
-            chosen = c;
-            break;
-          }
-          pick -= c.weight;
+    if (!rules) return;
+    this.routeStale = false;
+    this.routePicks++;
+    // Envoy's header matchers see every value of a repeated header, joined with commas.
+    const get = (k: string) =>
+      this.requestHeaders
+        .filter(([n]) => n === k)
+        .map(([, v]) => v)
+        .join(",");
+    const has = (k: string) => this.requestHeaders.some(([n]) => n === k);
+    const rule = rules.find(
+      (r) =>
+        Object.entries(r.headers ?? {}).every(([k, v]) => get(k) === v) &&
+        (r.matches === undefined || r.matches((k) => (has(k) ? get(k) : undefined))),
+    );
+    if (!rule) this.route = null;
+    else {
+      // Envoy: random value (the stream id) modulo the total weight, then cumulative weights.
+      const total = rule.clusters.reduce((n, c) => n + c.weight, 0);
+      let pick = (this.options.streamId ?? this.id * 2654435761) % Math.max(total, 1);
+      let chosen = rule.clusters[0];
+      for (const c of rule.clusters) {
+        if (pick < c.weight) {
+          chosen = c;
+          break;
         }
-        this.route = { name: rule.name, cluster: chosen.cluster };
+        pick -= c.weight;
       }
-      this.pickedClusters.push(this.route?.cluster);
+      this.route = { name: rule.name, cluster: chosen.cluster, authority: chosen.authority };
     }
-    return this.route;
+    this.pickedClusters.push(this.route?.cluster);
   }
 
-  /** The upstream cluster: the chosen route's, else the stream's fixed one. */
+  /**
+   * The upstream cluster Envoy's attributes show: once the router has run, `finalCluster` if the
+   * stream has one; with `routes`, the last route choice (stale after a header change until the
+   * router chooses again); else the stream's fixed one.
+   */
   get cluster(): string | undefined {
-    return this.host.options.routes ? this.currentRoute()?.cluster : this.options.cluster;
+    if (this.routed && this.options.finalCluster !== undefined) return this.options.finalCluster;
+    return this.host.options.routes ? this.route?.cluster : this.options.cluster;
   }
 
   /** The route name Envoy logs as %ROUTE_NAME%, or undefined. */
   get routeName(): string | undefined {
-    return this.host.options.routes ? this.currentRoute()?.name : undefined;
+    return this.host.options.routes ? this.route?.name : undefined;
   }
 
   /** The value of a filter-state key as text, or undefined. */
@@ -1100,7 +1119,7 @@ export class HttpStream {
 
   sendRequestHeaders(headers: Record<string, string> | Headers, endOfStream = false): void {
     this.requestHeaders = toPairs(headers);
-    this.routeStale = true; // the connection manager chooses the route before the filters run
+    this.pickRoute(); // the connection manager chooses the route before the filters run
     this.host.stopNext = false;
     const r = this.run("requestHeaders", () =>
       this.host.call("proxy_on_request_headers", this.id, this.requestHeaders.length, endOfStream ? 1 : 0),
@@ -1108,11 +1127,24 @@ export class HttpStream {
     const stopped = (r !== undefined && r !== 0) || this.host.stopNext;
     this.host.stopNext = false;
     if (stopped) this.headerStops++;
-    this.currentRoute(); // the router uses the route of the headers as the filters left them
     // A stop holds the request until the plugin continues it (or answers it, which already ran).
     if (this.ended) return;
     if (stopped && r !== undefined) this.requestPaused = true;
-    else this.release("continue");
+    else this.toRouter();
+  }
+
+  /**
+   * The router, after every decoder filter: the route of the headers as the filters left them
+   * (chosen again only if a change cleared the cache), then the route's host rewrite.
+   */
+  private toRouter(): void {
+    if (this.routeStale) this.pickRoute();
+    this.routed = true;
+    const authority = this.route?.authority;
+    this.upstreamRequestHeaders = this.requestHeaders.map(([k, v]) =>
+      k === ":authority" && authority !== undefined ? [k, authority] : [k, v],
+    );
+    this.release("continue");
   }
 
   sendRequestBody(data: Uint8Array | string, endOfStream = false): void {
