@@ -119,16 +119,18 @@ export class CallKeys extends KeySource {
 
 /**
  * The check of an LLM call, made in its request-headers callback (the headers loaded), or null
- * when none of its keys has a value: such a call is not checked.
+ * when there is no budget (`rate_limit` unset) or none of its keys has a value: such a call is
+ * not checked.
  */
 export function newCheck(
-  budget: BudgetConfig,
+  budget: BudgetConfig | null,
   root: Root,
   contextId: u32,
   call: Destination,
   model: string | null,
   headers: string[],
 ): Check | null {
+  if (budget === null) return null;
   const keys = budget.keys(new CallKeys(root.workload, root.namespace, call, model));
   if (keys.length == 0) return null;
   const r = new CallRecord();

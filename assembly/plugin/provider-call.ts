@@ -10,8 +10,17 @@
 
 import { Routing, Provider, Target, withQuery } from "../llm/routing";
 import { serviceFromCluster } from "../llm/hosts";
-import { propertyIndex, replaceHeader, log, logEnabled, LogLevel, HeaderMapType } from "../host/host";
-import { firstProperty } from "./root";
+import {
+  propertyIndex,
+  propertyIs,
+  getProperty,
+  replaceHeader,
+  log,
+  logEnabled,
+  LogLevel,
+  HeaderMapType,
+} from "../host/host";
+import { Root, firstProperty } from "./root";
 import { H_PATH, CLUSTER_PATHS, ROUTE_NAME_PATHS } from "./headers";
 
 /**
@@ -106,3 +115,25 @@ export class ProviderCall {
 
 /** One per VM: a provider call is decided and completed within its request-header callback. */
 export const providerCall = new ProviderCall();
+
+/**
+ * Once the router has chosen (from the response on, `xds.cluster_name` is final): a key that went
+ * with the call to another cluster than the one it was allowed for is an error, logged with both
+ * clusters (never the key) and counted per provider.
+ */
+export function checkKeyCluster(root: Root, host: string, allowed: string): void {
+  if (propertyIs(CLUSTER_PATHS, allowed) != 0) return; // the same, or not known to the proxy
+  let final = getProperty(CLUSTER_PATHS[0]);
+  if (final === null || final.length == 0) final = getProperty(CLUSTER_PATHS[1]);
+  log(
+    LogLevel.Error,
+    "asm-llm-proxy: the key of provider " +
+      host +
+      ", allowed for cluster " +
+      allowed +
+      ", went with a call Envoy routed to cluster " +
+      (final !== null ? final : "-") +
+      " after the plugin's header changes: a route matches on :path, the auth header, accept-encoding or content-length",
+  );
+  root.keyMisrouted(host);
+}

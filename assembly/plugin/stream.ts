@@ -31,7 +31,6 @@ import {
   STATE_FIRST_TOKEN_MS,
   STATE_MS_PER_OUTPUT_TOKEN,
   ISSUE_ENCODED_BODY,
-  ISSUE_PARSE_ERROR,
 } from "../telemetry/names";
 import {
   getHeader,
@@ -40,8 +39,6 @@ import {
   dropHeaders,
   hasHeader,
   removeHeader,
-  propertyIs,
-  getProperty,
   setProperty,
   setPropertyCount,
   nowNanos,
@@ -52,10 +49,11 @@ import {
   HeaderMapType,
 } from "../host/host";
 import { Root } from "./root";
-import { Call, bodyUsage } from "./publish";
-import { providerCall } from "./provider-call";
+import { Call } from "./publish";
+import { providerCall, checkKeyCluster } from "./provider-call";
 import { BodyInsertion } from "./insertion";
 import { feedWindows } from "./chunks";
+import { requestRead, emptyBody, documentUsage, streamUsage } from "./ends";
 import { Check, newCheck, startCheck, report } from "./budget";
 import {
   takeRequestScanner,
@@ -81,13 +79,10 @@ import {
   P_REQUEST_MODEL,
   P_REQUEST_STREAM,
   P_FIRST_TOKEN_MS,
-  CLUSTER_PATHS,
 } from "./headers";
 
 /** Opt-in keys that need the time of the first response byte of a call that is not streamed. */
 const FIRST_BYTE_STATE: u32 = STATE_FIRST_TOKEN_MS | STATE_MS_PER_OUTPUT_TOKEN;
-
-const ERROR_NAMES: string[] = ["none", "syntax error", "nesting too deep", "truncated"];
 
 export class Stream extends Call {
   /** A POST to an LLM API path. Everything else is left alone from the first callback on. */
@@ -189,15 +184,9 @@ export class Stream extends Call {
     if (shape !== null) this.readShape(shape, this.path, from, to);
     // The call is decided: provider, route, path, API and any model in the path. Its token
     // budget is checked now, before the body starts; the request waits for the answer.
-    const budget = config.budget;
-    let wait = false;
-    if (budget !== null) {
-      const check = newCheck(budget, this.root, this.contextId, this, this.model, this.headers);
-      if (check !== null) {
-        this.check = check;
-        wait = startCheck(check);
-      }
-    }
+    const check = newCheck(config.budget, this.root, this.contextId, this, this.model, this.headers);
+    this.check = check;
+    const wait = check !== null && startCheck(check);
     // Ask for an uncompressed response, so that its usage can be read (clients such as the
     // OpenAI SDKs ask for gzip by default, and the sidecar has no decompressor).
     // Only when present: removing an absent header is a host call and a route-cache clear for
@@ -273,21 +262,7 @@ export class Stream extends Call {
     const scanner = this.request;
     if (scanner === null) return;
     this.request = null;
-    if (scanner.finish()) {
-      this.readRequest(scanner);
-    } else {
-      this.root.issue(ISSUE_PARSE_ERROR);
-      if (logEnabled(LogLevel.Debug)) {
-        log(
-          LogLevel.Debug,
-          "asm-llm-proxy: request body of " +
-            this.logPath +
-            " is not JSON (" +
-            ERROR_NAMES[scanner.error] +
-            "); nothing recorded from it",
-        );
-      }
-    }
+    if (requestRead(this, scanner)) this.readRequest(scanner);
     returnRequestScanner(scanner);
     const insertion = this.insertion;
     if (insertion !== null) {
@@ -331,22 +306,8 @@ export class Stream extends Call {
     const allowed = this.keyCluster;
     if (allowed === null) return;
     this.keyCluster = null;
-    if (this.refused) return; // answered by the plugin itself: the key went nowhere
-    if (propertyIs(CLUSTER_PATHS, allowed) != 0) return; // the same, or not known to the proxy
-    const host = this.keyHost!;
-    let final = getProperty(CLUSTER_PATHS[0]);
-    if (final === null || final.length == 0) final = getProperty(CLUSTER_PATHS[1]);
-    log(
-      LogLevel.Error,
-      "asm-llm-proxy: the key of provider " +
-        host +
-        ", allowed for cluster " +
-        allowed +
-        ", went with a call Envoy routed to cluster " +
-        (final !== null ? final : "-") +
-        " after the plugin's header changes: a route matches on :path, the auth header, accept-encoding or content-length",
-    );
-    this.root.keyMisrouted(host);
+    // A call the plugin answered itself (its budget) sent its key nowhere.
+    if (!this.refused) checkKeyCluster(this.root, this.keyHost!, allowed);
   }
 
   onResponseHeaders(endOfStream: bool): void {
@@ -383,17 +344,11 @@ export class Stream extends Call {
           if (framing == FRAMING_DOCUMENT) this.response = takeResponseScanner(this.native);
           else this.reader = takeReader(framing, this.native, api.base64Payloads);
         } else if (framing == FRAMING_DOCUMENT || framing == FRAMING_ARRAY) {
-          this.emptyBody(); // an empty body is not a JSON document
+          emptyBody(this); // an empty body is not a JSON document
         }
       }
     }
     if (endOfStream) this.endResponse();
-  }
-
-  private emptyBody(): void {
-    this.responseParseFailed = true;
-    this.root.issue(ISSUE_PARSE_ERROR);
-    log(LogLevel.Info, "asm-llm-proxy: response body of " + this.logPath + " is empty; no tokens recorded");
   }
 
   /** An API that states what it bills in headers (Bedrock InvokeModel); only read on its paths. */
@@ -461,52 +416,13 @@ export class Stream extends Call {
     if (scanner !== null) {
       this.response = null;
       returnResponseScanner(scanner);
-      if (scanner.finish()) {
-        const usage = bodyUsage;
-        usage.reset();
-        usage.add(scanner);
-        return usage;
-      }
-      if (this.responseEnded) {
-        this.responseParseFailed = true;
-        this.root.issue(ISSUE_PARSE_ERROR);
-        log(
-          LogLevel.Info,
-          "asm-llm-proxy: response body of " +
-            this.logPath +
-            " could not be read (" +
-            ERROR_NAMES[scanner.error] +
-            "); no tokens recorded",
-        );
-      }
-      return null;
+      return documentUsage(this, scanner);
     }
     const reader = this.reader;
     if (reader === null) return null;
     this.reader = null;
     returnReader(reader);
-    // After a reset, the message it cut short is dropped uncounted, in every framing, as a JSON
-    // document cut by a reset is (README, failure behaviour).
-    reader.finish(this.responseEnded);
-    const usage = reader.usage;
-    const invalid = reader.invalidEvents;
-    if (invalid > 0) {
-      // Some events or messages could not be read: the usage comes from the others, if any.
-      this.root.issue(ISSUE_PARSE_ERROR);
-      if (!usage.hasTokens) this.responseParseFailed = true;
-      log(
-        LogLevel.Info,
-        "asm-llm-proxy: " +
-          invalid.toString() +
-          " event(s) of the stream of " +
-          this.logPath +
-          " could not be read; " +
-          (usage.hasTokens
-            ? "usage taken from the other " + reader.events.toString()
-            : "none of the other " + reader.events.toString() + " carried usage"),
-      );
-    }
-    return usage;
+    return streamUsage(this, reader);
   }
 
   /** Returns pooled state; called when the host deletes the stream. */
